@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs the Debian packages and builds the tools and test
+# images the end-to-end tests need into .bin/. Idempotent: a build is skipped
+# when its stamp (hash of the tool module's go.mod/go.sum, the Go version and
+# the build command) matches and its outputs exist.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/.bin"
+TOOLS="$ROOT/tests/tools"
+PACKAGES=(busybox-static libseccomp-dev pkg-config containernetworking-plugins iproute2 gcc libc6-dev)
+
+log() { echo "install-deps: $*" >&2; }
+
+install_packages() {
+	local missing=()
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return
+	log "apt-get install ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# stamp_key NAME CMD... prints the hash identifying a build.
+stamp_key() {
+	local name="$1"
+	shift
+	{
+		cat "$TOOLS/$name/go.mod" "$TOOLS/$name/go.sum"
+		go version
+		echo "$*"
+	} | sha256sum | cut -d' ' -f1
+}
+
+# build NAME OUTPUTS CMD...: runs CMD in tests/tools/NAME unless up to date.
+build() {
+	local name="$1" outputs="$2"
+	shift 2
+	local stamp="$BIN/.stamp-$(echo "$outputs" | tr ' /' '__')" key out fresh=1
+	key="$(stamp_key "$name" "$@")"
+	for out in $outputs; do [ -x "$BIN/$out" ] || fresh=0; done
+	if [ "$fresh" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
+		log "$outputs: up to date"
+		return
+	fi
+	log "building $outputs"
+	local start=$SECONDS
+	(cd "$TOOLS/$name" && "$@")
+	echo "$key" >"$stamp"
+	log "built $outputs in $((SECONDS - start))s"
+}
+
+build_containerd() {
+	local v="$1" pkg=github.com/containerd/containerd/v2/cmd
+	mkdir -p "$BIN/containerd-$v"
+	build "containerd-$v" "containerd-$v/containerd containerd-$v/ctr containerd-$v/containerd-shim-runc-v2" \
+		go build -o "$BIN/containerd-$v/" "$pkg/containerd" "$pkg/ctr" "$pkg/containerd-shim-runc-v2"
+}
+
+build_tools() {
+	build_containerd 2.2
+	build_containerd 2.4
+	build runc runc env CGO_ENABLED=1 go build -tags seccomp -o "$BIN/runc" github.com/opencontainers/runc
+	build critools crictl go build -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+	build critools critest go test -c -o "$BIN/critest" sigs.k8s.io/cri-tools/cmd/critest
+}
+
+# build_images writes the OCI archives; cheap enough to always rebuild.
+build_images() {
+	log "building test images"
+	mkdir -p "$BIN/images"
+	(cd "$ROOT" &&
+		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/images/pause" ./tests/images/pause &&
+		go run ./tests/images -out "$BIN/images" -busybox /bin/busybox -pause "$BIN/images/pause")
+}
+
+main() {
+	[ "$(id -u)" = 0 ] && install_packages || log "not root: skipping apt packages"
+	mkdir -p "$BIN"
+	build_tools
+	build_images
+}
+
+main "$@"

@@ -1,0 +1,219 @@
+//go:build e2e
+
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Options select how Start sets up containerd.
+type Options struct {
+	// Version is the containerd version, "2.2" or "2.4" (default: the
+	// first of Versions()).
+	Version string
+	// Namespace is the namespace Ctr uses (default "k8s.io", where the
+	// images are imported and CRI runs).
+	Namespace string
+	// NoImages skips importing the test images at start.
+	NoImages bool
+}
+
+// Containerd is a private containerd instance owned by one test.
+type Containerd struct {
+	t         testing.TB
+	Version   string // containerd version, "2.2" or "2.4"
+	Dir       string // temporary directory holding all state
+	Address   string // gRPC socket path
+	Namespace string // default namespace of Ctr
+	bins      binaries
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	logFile *os.File
+	seen    map[[2]string]bool // namespace/container IDs ever listed
+	cleaned bool
+}
+
+// Start starts a private containerd for t and registers its cleanup. It
+// skips t when not root or when a .bin binary is missing.
+func Start(t testing.TB, opts Options) *Containerd {
+	t.Helper()
+	c, err := newContainerd(t, opts)
+	if err != nil {
+		t.Fatalf("start containerd: %v", err)
+	}
+	t.Cleanup(c.cleanupForTest)
+	if err := c.StartAgain(); err != nil {
+		t.Fatalf("start containerd: %v", err)
+	}
+	if !opts.NoImages {
+		if err := c.ImportImages(); err != nil {
+			t.Fatalf("import images: %v", err)
+		}
+	}
+	return c
+}
+
+func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: end-to-end tests need root")
+	}
+	if opts.Version == "" {
+		opts.Version = Versions()[0]
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "k8s.io"
+	}
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	bins := binariesFor(bin, opts.Version)
+	if m := bins.missing(); len(m) > 0 {
+		t.Skipf("skipping: missing %s (run make deps)", strings.Join(m, ", "))
+	}
+	sweepStale()
+	dir, err := os.MkdirTemp("", tempPrefix)
+	if err != nil {
+		return nil, err
+	}
+	c := &Containerd{
+		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
+		Address: filepath.Join(dir, "containerd.sock"), seen: map[[2]string]bool{},
+	}
+	register(c)
+	if err := writeOwner(dir); err != nil {
+		return c, err
+	}
+	return c, c.writeConfig()
+}
+
+// StartAgain starts containerd on the existing root and state (after Stop)
+// and waits until its gRPC and CRI services answer.
+func (c *Containerd) StartAgain() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd != nil {
+		return fmt.Errorf("containerd already running")
+	}
+	logFile, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bins.containerd, "--config", c.configPath())
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = c.env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	c.cmd, c.logFile, c.exited = cmd, logFile, make(chan struct{})
+	go func(exited chan struct{}) { cmd.Wait(); close(exited) }(c.exited)
+	return c.waitReady(30 * time.Second)
+}
+
+// env returns containerd's environment: PATH starts with the dir holding
+// runc and both shims.
+func (c *Containerd) env() []string {
+	env := []string{"PATH=" + filepath.Join(c.Dir, "bin") + ":" + os.Getenv("PATH")}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (c *Containerd) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-c.exited:
+			return fmt.Errorf("containerd exited: %s", c.cmd.ProcessState)
+		default:
+		}
+		_, errCtr := c.run(context.Background(), 5*time.Second, c.bins.ctr, c.ctrArgs("default", "version"))
+		_, errCri := c.run(context.Background(), 5*time.Second, c.bins.crictl, c.crictlArgs("version"))
+		if errCtr == nil && errCri == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containerd not ready after %s: %v; %v", timeout, errCtr, errCri)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop stops containerd (SIGTERM, SIGKILL after 15 s), leaving shims and
+// containers running.
+func (c *Containerd) Stop() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return nil
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
+	c.cmd = nil
+	return c.logFile.Close()
+}
+
+// Restart stops and starts containerd again on the same root and state.
+func (c *Containerd) Restart() error {
+	if err := c.Stop(); err != nil {
+		return fmt.Errorf("stop containerd: %w", err)
+	}
+	if err := c.StartAgain(); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	return nil
+}
+
+// Running reports whether containerd is running.
+func (c *Containerd) Running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cmd != nil
+}
+
+// Pid returns containerd's pid, 0 when stopped.
+func (c *Containerd) Pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
+// LogPath returns the path of containerd's log file.
+func (c *Containerd) LogPath() string { return filepath.Join(c.Dir, "containerd.log") }
+
+// LogTail returns the last n lines of containerd's log.
+func (c *Containerd) LogTail(n int) string {
+	data, err := os.ReadFile(c.LogPath())
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

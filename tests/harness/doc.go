@@ -1,0 +1,10 @@
+//go:build e2e
+
+// Package harness runs a private containerd (2.2 or 2.4) per test with the
+// stock runc shim and the watch shim configured as runtimes, and cleans up
+// every process, mount and socket it caused when the test ends.
+//
+// All state lives in one temporary directory: containerd's root, state,
+// sockets, runc root, CRI pod logs and its log file. Tests need root and the
+// binaries that scripts/install-deps.sh builds into .bin/.
+package harness

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path"
+	"strings"
+)
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+const passwd = `root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+`
+
+const group = `root:x:0:
+daemon:x:1:
+www-data:x:33:
+nogroup:x:65534:
+`
+
+// busyboxImage builds docker.io/library/busybox:watch-test from a static busybox.
+func busyboxImage(bin string) (image, error) {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return image{}, err
+	}
+	applets, err := exec.Command(bin, "--list-full").Output()
+	if err != nil {
+		return image{}, err
+	}
+	entries := baseDirs()
+	entries = append(entries,
+		fileEntry("bin/busybox", 0o755, data),
+		fileEntry("etc/passwd", 0o644, []byte(passwd)),
+		fileEntry("etc/group", 0o644, []byte(group)),
+	)
+	entries = append(entries, appletLinks(string(applets))...)
+	layer, err := buildLayer(entries)
+	if err != nil {
+		return image{}, err
+	}
+	return image{
+		name: "docker.io/library/busybox:watch-test", tag: "watch-test",
+		layer: layer, cmd: []string{"sh"}, env: []string{defaultPath},
+	}, nil
+}
+
+// pauseImage builds registry.k8s.io/pause:watch-test from a static pause binary.
+func pauseImage(bin string) (image, error) {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return image{}, err
+	}
+	layer, err := buildLayer([]entry{fileEntry("pause", 0o755, data)})
+	if err != nil {
+		return image{}, err
+	}
+	return image{
+		name: "registry.k8s.io/pause:watch-test", tag: "watch-test",
+		layer: layer, entrypoint: []string{"/pause"}, env: []string{defaultPath},
+	}, nil
+}
+
+func baseDirs() []entry {
+	var entries []entry
+	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "var", "var/run", "dev", "proc", "sys", "run"} {
+		entries = append(entries, dirEntry(d, 0o755))
+	}
+	return append(entries, dirEntry("tmp", 0o1777))
+}
+
+// appletLinks returns a symlink to /bin/busybox for each applet path listed.
+func appletLinks(list string) []entry {
+	var links []entry
+	for _, p := range strings.Fields(list) {
+		p = strings.TrimPrefix(p, "/")
+		if p == "bin/busybox" {
+			continue
+		}
+		if path.Dir(p) != "." {
+			links = append(links, linkEntry(p, "/bin/busybox"))
+		}
+	}
+	return links
+}

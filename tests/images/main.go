@@ -1,0 +1,43 @@
+// Command images writes the deterministic OCI image archives used by the
+// end-to-end tests: a busybox image and a pause image.
+//
+// Usage: go run ./tests/images -out .bin/images -busybox /bin/busybox -pause .bin/images/pause
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+func main() {
+	out := flag.String("out", ".bin/images", "output directory for the image archives")
+	busybox := flag.String("busybox", "/bin/busybox", "static busybox binary")
+	pause := flag.String("pause", ".bin/images/pause", "static pause binary")
+	flag.Parse()
+	if err := run(*out, *busybox, *pause); err != nil {
+		fmt.Fprintln(os.Stderr, "images:", err)
+		os.Exit(1)
+	}
+}
+
+func run(out, busybox, pause string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	bb, err := busyboxImage(busybox)
+	if err != nil {
+		return fmt.Errorf("busybox image: %w", err)
+	}
+	pa, err := pauseImage(pause)
+	if err != nil {
+		return fmt.Errorf("pause image: %w", err)
+	}
+	for file, img := range map[string]image{"busybox.tar": bb, "pause.tar": pa} {
+		if err := writeArchive(filepath.Join(out, file), img); err != nil {
+			return fmt.Errorf("write %s: %w", file, err)
+		}
+	}
+	return nil
+}
