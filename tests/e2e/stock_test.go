@@ -40,7 +40,7 @@ func crictlLifecycle(t *testing.T, c *harness.Containerd, handler string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := c.CreateContainer(podID, pod, harness.Container{Name: "sleeper", Command: harness.Sh("sleep 300")})
+	id, err := c.CreateContainer(podID, pod, harness.Container{Name: "sleeper", Command: harness.Sh(ignoreTerm)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +55,10 @@ func crictlLifecycle(t *testing.T, c *harness.Containerd, handler string) {
 	mustCrictl(t, c, "stopp", podID)
 	mustCrictl(t, c, "rmp", podID)
 }
+
+// ignoreTerm is a busybox script that ignores SIGTERM, so that a CRI stop
+// with a timeout ends in SIGKILL (exit code 137).
+const ignoreTerm = `trap "" TERM; while :; do sleep 1; done`
 
 func criImagesListed(t *testing.T, c *harness.Containerd) {
 	out := mustCrictl(t, c, "images")

@@ -16,7 +16,7 @@ import (
 // tail when the test failed, then removes everything.
 func (c *Containerd) cleanupForTest() {
 	if c.t.Failed() {
-		c.t.Logf("containerd %s log tail (%s):\n%s", c.Version, c.LogPath(), c.LogTail(80))
+		c.t.Logf("containerd %s log tail (%s):\n%s", c.Version, c.LogPath(), c.LogTail(60))
 	}
 	for _, problem := range c.Cleanup() {
 		c.t.Errorf("cleanup: %s", problem)

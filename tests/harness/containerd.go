@@ -215,5 +215,13 @@ func (c *Containerd) LogTail(n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
+	for i, l := range lines {
+		if len(l) > maxLogLine {
+			lines[i] = l[:maxLogLine] + " ..."
+		}
+	}
 	return strings.Join(lines, "\n")
 }
+
+// maxLogLine caps the log lines LogTail returns (specs are logged whole).
+const maxLogLine = 400

@@ -1,0 +1,52 @@
+# Makefile of containerd-shim-watch-v2. `make help` lists the targets.
+
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
+BIN      := .bin
+SHIM     := $(BIN)/containerd-shim-watch-v2
+PREFIX   ?= /usr/local
+WATCH_CONTAINERD_VERSIONS ?= 2.2 2.4
+export WATCH_CONTAINERD_VERSIONS
+
+.DEFAULT_GOAL := build
+.PHONY: help build deps unit e2e test demo install lint
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build the shim into .bin/containerd-shim-watch-v2 (default)
+	go build -ldflags "$(LDFLAGS)" -o $(SHIM) ./cmd/containerd-shim-watch-v2
+
+deps: ## Install Debian packages, build containerd 2.2/2.4, runc, crictl, critest and test images into .bin/
+	scripts/install-deps.sh
+
+unit: ## Run the unit tests (no root needed)
+	go test ./...
+
+e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSIONS ("2.2 2.4")
+	go test -tags e2e -count=1 -timeout 40m ./tests/...
+
+test: unit e2e ## Run unit and end-to-end tests
+
+demo: deps build ## Run a pod and a ctr container on the watch shim and print their events
+	scripts/demo.sh
+
+install: build ## Install the shim into $(PREFIX)/bin and print the containerd config snippet
+	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-watch-v2
+	@printf '%s\n' \
+		'Add to /etc/containerd/config.toml (config version 3):' \
+		'' \
+		'[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.watch]' \
+		'  runtime_type = "io.containerd.watch.v2"' \
+		'' \
+		'Then restart containerd; use runtime handler "watch" (CRI) or' \
+		'ctr run --runtime io.containerd.watch.v2 ...'
+
+lint: ## Check formatting, go vet and staticcheck (built from tests/tools/lint)
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go vet -tags e2e ./tests/...
+	go build -C tests/tools/lint -o $(CURDIR)/$(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
+	$(BIN)/staticcheck ./...
+	$(BIN)/staticcheck -tags e2e ./tests/...
