@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -68,23 +69,45 @@ func (c *Containerd) Events(ctx context.Context) (<-chan Event, error) {
 	return out, nil
 }
 
-// awaitProbe creates probe namespaces until ctr events reports one.
+// awaitProbe creates a probe namespace every 500 ms until ctr events
+// reports one, then removes the probes.
 func (c *Containerd) awaitProbe(ctx context.Context, raw <-chan Event) error {
-	name := fmt.Sprintf("%s%d", probePrefix, time.Now().UnixNano())
-	defer c.CtrNS("default", "namespaces", "remove", name)
-	if _, err := c.CtrNS("default", "namespaces", "create", name); err != nil {
-		return err
-	}
+	var probes []string
+	defer func() {
+		for _, name := range probes {
+			c.CtrNS("default", "namespaces", "remove", name)
+		}
+	}()
 	timeout := time.After(30 * time.Second)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		name := fmt.Sprintf("%s%d", probePrefix, time.Now().UnixNano())
+		if _, err := c.CtrNS("default", "namespaces", "create", name); err != nil {
+			return err
+		}
+		probes = append(probes, name)
+		if err := waitProbe(ctx, raw, tick.C, timeout); err != errRetry {
+			return err
+		}
+	}
+}
+
+var errRetry = errors.New("retry")
+
+// waitProbe returns nil once raw reports a probe, errRetry at the next tick.
+func waitProbe(ctx context.Context, raw <-chan Event, tick <-chan time.Time, timeout <-chan time.Time) error {
 	for {
 		select {
 		case e, ok := <-raw:
 			if !ok {
 				return fmt.Errorf("exited before subscribing")
 			}
-			if strings.Contains(e.Payload, name) {
+			if strings.Contains(e.Payload, probePrefix) {
 				return nil
 			}
+		case <-tick:
+			return errRetry
 		case <-timeout:
 			return fmt.Errorf("no probe event within 30s")
 		case <-ctx.Done():

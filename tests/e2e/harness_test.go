@@ -1,0 +1,126 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
+)
+
+// TestHarnessEvents checks that Events reports a task exit with its status.
+func TestHarnessEvents(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		events, err := c.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Ctr("run", "--rm", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "ev", "sh", "-c", "exit 3")
+		e := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "ev" })
+		if e.ExitStatus != 3 || e.Pid == 0 || e.ExitedAt.IsZero() || e.Namespace != "k8s.io" {
+			t.Fatalf("exit event %+v, want status 3 with pid and exited_at in k8s.io", e)
+		}
+	})
+}
+
+// TestHarnessRestart checks that Stop leaves shims and containers running
+// and that StartAgain reconnects to them.
+func TestHarnessRestart(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		mustCtr(t, c, "run", "-d", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "long", "sleep", "600")
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if pids := c.ShimPids("runc"); len(pids) != 1 {
+			t.Fatalf("ShimPids(runc) with containerd down = %v, want one shim", pids)
+		}
+		if err := c.StartAgain(); err != nil {
+			t.Fatal(err)
+		}
+		out := mustCtr(t, c, "tasks", "list")
+		if !strings.Contains(out, "RUNNING") {
+			t.Fatalf("after restart task long not running:\n%s", out)
+		}
+	})
+}
+
+// TestHarnessCleanup leaves a ctr container and a CRI pod running and
+// checks that Cleanup leaves nothing behind.
+func TestHarnessCleanup(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		startLeftovers(t, c)
+		if problems := c.Cleanup(); len(problems) > 0 {
+			t.Fatalf("cleanup left: %v", problems)
+		}
+		if pids := c.ShimPids("runc"); len(pids) > 0 {
+			t.Fatalf("shims left: %v", pids)
+		}
+		if _, err := os.Stat(c.Dir); !os.IsNotExist(err) {
+			t.Fatalf("%s still exists: %v", c.Dir, err)
+		}
+	})
+}
+
+// TestFailOnPurpose fails with containers running when
+// WATCH_E2E_FAIL_ON_PURPOSE=1, to check by hand that a failing test
+// leaves nothing behind.
+func TestFailOnPurpose(t *testing.T) {
+	if os.Getenv("WATCH_E2E_FAIL_ON_PURPOSE") != "1" {
+		t.Skip("skipping: set WATCH_E2E_FAIL_ON_PURPOSE=1")
+	}
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		startLeftovers(t, c)
+		t.Fatalf("failing on purpose with containers running in %s", c.Dir)
+	})
+}
+
+// startLeftovers starts a detached ctr container and a CRI pod with a
+// running container.
+func startLeftovers(t *testing.T, c *harness.Containerd) {
+	t.Helper()
+	mustCtr(t, c, "run", "-d", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "stay", "sleep", "600")
+	pod := harness.Pod{Name: "stay"}
+	podID, err := c.RunPod(pod, "runc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.CreateContainer(podID, pod, harness.Container{Name: "stay", Command: harness.Sh("sleep 600")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCrictl(t, c, "start", id)
+}
+
+func mustCtr(t *testing.T, c *harness.Containerd, args ...string) string {
+	t.Helper()
+	out, err := c.Ctr(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitEvent returns the first event matching match within 30 s.
+func waitEvent(t *testing.T, events <-chan harness.Event, match func(harness.Event) bool) harness.Event {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				t.Fatal("event stream closed")
+			}
+			if match(e) {
+				return e
+			}
+		case <-timeout:
+			t.Fatal("no matching event within 30s")
+		}
+	}
+}
