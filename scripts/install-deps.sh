@@ -35,11 +35,12 @@ stamp_key() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-# build NAME OUTPUTS CMD...: runs CMD in tests/tools/NAME unless up to date.
+# build NAME STAMP OUTPUTS CMD...: runs CMD in tests/tools/NAME unless the
+# stamp .bin/.stamp-STAMP is current and all OUTPUTS (under .bin) exist.
 build() {
-	local name="$1" outputs="$2"
-	shift 2
-	local stamp="$BIN/.stamp-$(echo "$outputs" | tr ' /' '__')" key out fresh=1
+	local name="$1" stamp="$BIN/.stamp-$2" outputs="$3"
+	shift 3
+	local key out fresh=1
 	key="$(stamp_key "$name" "$@")"
 	for out in $outputs; do [ -x "$BIN/$out" ] || fresh=0; done
 	if [ "$fresh" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
@@ -56,16 +57,16 @@ build() {
 build_containerd() {
 	local v="$1" pkg=github.com/containerd/containerd/v2/cmd
 	mkdir -p "$BIN/containerd-$v"
-	build "containerd-$v" "containerd-$v/containerd containerd-$v/ctr containerd-$v/containerd-shim-runc-v2" \
+	build "containerd-$v" "containerd-$v" "containerd-$v/containerd containerd-$v/ctr containerd-$v/containerd-shim-runc-v2" \
 		go build -o "$BIN/containerd-$v/" "$pkg/containerd" "$pkg/ctr" "$pkg/containerd-shim-runc-v2"
 }
 
 build_tools() {
 	build_containerd 2.2
 	build_containerd 2.4
-	build runc runc env CGO_ENABLED=1 go build -tags seccomp -o "$BIN/runc" github.com/opencontainers/runc
-	build critools crictl go build -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
-	build critools critest go test -c -o "$BIN/critest" sigs.k8s.io/cri-tools/cmd/critest
+	build runc runc runc env CGO_ENABLED=1 go build -tags seccomp -o "$BIN/runc" github.com/opencontainers/runc
+	build critools crictl crictl go build -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+	build critools critest critest go test -c -o "$BIN/critest" sigs.k8s.io/cri-tools/cmd/critest
 }
 
 # build_images writes the OCI archives; cheap enough to always rebuild.
@@ -78,7 +79,11 @@ build_images() {
 }
 
 main() {
-	[ "$(id -u)" = 0 ] && install_packages || log "not root: skipping apt packages"
+	if [ "$(id -u)" = 0 ]; then
+		install_packages
+	else
+		log "not root: skipping apt packages"
+	fi
 	mkdir -p "$BIN"
 	build_tools
 	build_images
