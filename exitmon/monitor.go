@@ -1,0 +1,227 @@
+package exitmon
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+)
+
+// Token marks the moment a caller began creating a process whose pid it does
+// not know yet. An exit reaped after the token was taken can still be
+// matched to that pid by Track: exits that happen before the pid is known
+// are never dropped.
+type Token uint64
+
+// Monitor reaps every child of the shim (it must be a child subreaper, so
+// orphans of containers land here too) and hands each exit to the watcher
+// of that pid. It is safe for concurrent use.
+type Monitor struct {
+	mu        sync.Mutex
+	seq       uint64
+	watches   map[int]func(Status)
+	unclaimed map[int][]reaped
+	open      map[Token]int
+	counters  Counters
+	outbox    *outbox
+}
+
+type reaped struct {
+	seq uint64
+	st  Status
+}
+
+// New returns a monitor whose tasks publish their events through pub.
+// Call Run to start reaping.
+func New(pub Publisher) *Monitor {
+	m := &Monitor{
+		watches:   make(map[int]func(Status)),
+		unclaimed: make(map[int][]reaped),
+		open:      make(map[Token]int),
+	}
+	m.outbox = newOutbox(pub, outboxWorkers)
+	return m
+}
+
+// Run reaps children on every SIGCHLD until ctx is done.
+func (m *Monitor) Run(ctx context.Context) {
+	sig := make(chan os.Signal, 128)
+	signal.Notify(sig, unix.SIGCHLD)
+	defer signal.Stop(sig)
+	m.Reap()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+			m.Reap()
+		}
+	}
+}
+
+// Reap collects every exited child without blocking and dispatches the
+// exits in the order the kernel reported them.
+func (m *Monitor) Reap() {
+	var deliver []func()
+	m.mu.Lock()
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			break
+		}
+		deliver = append(deliver, m.dispatchLocked(pid, ws))
+	}
+	m.mu.Unlock()
+	// Deliver off the reap loop: a watcher may run runc, whose own exit
+	// this loop has to reap.
+	for _, d := range deliver {
+		if d != nil {
+			go d()
+		}
+	}
+}
+
+func (m *Monitor) dispatchLocked(pid int, ws unix.WaitStatus) func() {
+	m.seq++
+	m.counters.ExitsSeen++
+	st := Status{Pid: pid, Code: codeOf(ws), ExitedAt: time.Now()}
+	if fn, ok := m.watches[pid]; ok {
+		delete(m.watches, pid)
+		return func() { fn(st) }
+	}
+	if len(m.open) > 0 {
+		m.unclaimed[pid] = append(m.unclaimed[pid], reaped{seq: m.seq, st: st})
+		return nil
+	}
+	m.counters.Orphans++
+	return nil
+}
+
+// Begin returns a token to pass to Track once the pid of the process being
+// created is known. Every token must end in Track or Cancel.
+func (m *Monitor) Begin() Token {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := Token(m.seq)
+	m.open[t]++
+	return t
+}
+
+// Cancel releases a token whose process was never created.
+func (m *Monitor) Cancel(t Token) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.releaseLocked(t)
+}
+
+func (m *Monitor) releaseLocked(t Token) {
+	if m.open[t]--; m.open[t] <= 0 {
+		delete(m.open, t)
+	}
+	m.pruneLocked()
+}
+
+// pruneLocked drops unclaimed exits that no open token can claim any more.
+func (m *Monitor) pruneLocked() {
+	oldest, any := m.oldestTokenLocked()
+	for pid, exits := range m.unclaimed {
+		keep := exits[:0]
+		for _, e := range exits {
+			if any && e.seq > uint64(oldest) {
+				keep = append(keep, e)
+			} else {
+				m.counters.Orphans++
+			}
+		}
+		if len(keep) == 0 {
+			delete(m.unclaimed, pid)
+		} else {
+			m.unclaimed[pid] = keep
+		}
+	}
+}
+
+func (m *Monitor) oldestTokenLocked() (Token, bool) {
+	var oldest Token
+	found := false
+	for t := range m.open {
+		if !found || t < oldest {
+			oldest, found = t, true
+		}
+	}
+	return oldest, found
+}
+
+// Track calls fn exactly once with the exit of pid, the process created
+// after t was taken. pidfd (or -1) identifies the process: when it is still
+// alive, an earlier exit of a recycled pid is never mistaken for it.
+func (m *Monitor) Track(t Token, pid, pidfd int, fn func(Status)) {
+	m.mu.Lock()
+	st, ok := m.claimLocked(t, pid, pidfd)
+	if !ok {
+		m.watches[pid] = fn
+	}
+	m.releaseLocked(t)
+	m.mu.Unlock()
+	if ok {
+		fn(st)
+	}
+}
+
+// claimLocked finds an exit of pid reaped after t. The latest one wins: a
+// pid cannot be reused while our process holds it, so the newest exit is
+// ours whenever our process is gone.
+func (m *Monitor) claimLocked(t Token, pid, pidfd int) (Status, bool) {
+	exits := m.unclaimed[pid]
+	if len(exits) == 0 || alive(pidfd) {
+		return Status{}, false
+	}
+	last := exits[len(exits)-1]
+	if last.seq <= uint64(t) {
+		return Status{}, false
+	}
+	if len(exits) == 1 {
+		delete(m.unclaimed, pid)
+	} else {
+		m.unclaimed[pid] = exits[:len(exits)-1]
+	}
+	return last.st, true
+}
+
+// alive reports whether the process behind pidfd has not been reaped yet.
+func alive(pidfd int) bool {
+	if pidfd < 0 {
+		return false
+	}
+	return unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil
+}
+
+// Counters returns a snapshot of the monitor's counters.
+func (m *Monitor) Counters() Counters {
+	m.mu.Lock()
+	c := m.counters
+	m.mu.Unlock()
+	m.outbox.fill(&c)
+	return c
+}
+
+// Counters describe what the exit monitor has done since it started.
+type Counters struct {
+	ExitsSeen     uint64        // children reaped
+	Orphans       uint64        // reaped children nobody tracked
+	EventsQueued  uint64        // events accepted by the outbox
+	EventsSent    uint64        // events containerd acknowledged
+	EventsRetried uint64        // failed sends that were retried
+	OldestUnsent  time.Duration // age of the oldest event not yet sent
+}
+
+func logger(ctx context.Context) *log.Entry { return log.G(ctx).WithField("component", "exitmon") }

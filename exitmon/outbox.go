@@ -1,0 +1,170 @@
+package exitmon
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Publisher delivers one event to containerd. An error means "not
+// delivered": the outbox retries it.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, event any) error
+}
+
+const (
+	outboxWorkers = 4
+	backoffBase   = 50 * time.Millisecond
+	backoffCap    = 5 * time.Second
+)
+
+// outbox keeps one ordered queue per task and a bounded pool of workers.
+// A queue is served by at most one worker at a time, so a task's events
+// leave in the order they were queued. A failed send parks only that queue
+// (with capped exponential backoff) and frees the worker for other tasks.
+// Events are never evicted.
+type outbox struct {
+	pub   Publisher
+	ready chan *queue
+
+	mu      sync.Mutex
+	queues  map[*queue]struct{}
+	queued  uint64
+	sent    uint64
+	retried uint64
+}
+
+type item struct {
+	topic  string
+	event  any
+	queued time.Time
+}
+
+// queue is one task's ordered events.
+type queue struct {
+	ob      *outbox
+	items   []item
+	busy    bool // scheduled, being served, or parked for a retry
+	attempt int
+	closed  bool
+	drained chan struct{}
+}
+
+func newOutbox(pub Publisher, workers int) *outbox {
+	ob := &outbox{pub: pub, ready: make(chan *queue, 1024), queues: map[*queue]struct{}{}}
+	for i := 0; i < workers; i++ {
+		go ob.work()
+	}
+	return ob
+}
+
+func (ob *outbox) newQueue() *queue {
+	q := &queue{ob: ob, drained: make(chan struct{})}
+	ob.mu.Lock()
+	ob.queues[q] = struct{}{}
+	ob.mu.Unlock()
+	return q
+}
+
+// push appends an event; it never blocks on delivery.
+func (q *queue) push(topic string, ev any) {
+	ob := q.ob
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	if q.closed {
+		return
+	}
+	q.items = append(q.items, item{topic: topic, event: ev, queued: time.Now()})
+	ob.queued++
+	ob.scheduleLocked(q)
+}
+
+// close refuses further events; drained is closed once all queued ones
+// have been sent.
+func (q *queue) close() {
+	ob := q.ob
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	q.closed = true
+	ob.maybeDoneLocked(q)
+}
+
+func (ob *outbox) maybeDoneLocked(q *queue) {
+	if q.closed && len(q.items) == 0 && !q.busy {
+		if _, ok := ob.queues[q]; ok {
+			delete(ob.queues, q)
+			close(q.drained)
+		}
+	}
+}
+
+func (ob *outbox) scheduleLocked(q *queue) {
+	if q.busy || len(q.items) == 0 {
+		return
+	}
+	q.busy = true
+	select {
+	case ob.ready <- q:
+	default:
+		go func() { ob.ready <- q }()
+	}
+}
+
+func (ob *outbox) work() {
+	for q := range ob.ready {
+		ob.serve(q)
+	}
+}
+
+// serve sends q's events in order until it is empty or a send fails.
+func (ob *outbox) serve(q *queue) {
+	for {
+		ob.mu.Lock()
+		if len(q.items) == 0 {
+			q.busy = false
+			ob.maybeDoneLocked(q)
+			ob.mu.Unlock()
+			return
+		}
+		it := q.items[0]
+		ob.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := ob.pub.Publish(ctx, it.topic, it.event)
+		cancel()
+
+		ob.mu.Lock()
+		if err != nil {
+			q.attempt++
+			ob.retried++
+			delay := backoff(q.attempt)
+			ob.mu.Unlock()
+			time.AfterFunc(delay, func() { ob.ready <- q })
+			return
+		}
+		q.items = q.items[1:]
+		q.attempt = 0
+		ob.sent++
+		ob.mu.Unlock()
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := backoffBase
+	for i := 1; i < attempt && d < backoffCap; i++ {
+		d *= 2
+	}
+	return min(d, backoffCap)
+}
+
+func (ob *outbox) fill(c *Counters) {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	c.EventsQueued, c.EventsSent, c.EventsRetried = ob.queued, ob.sent, ob.retried
+	now := time.Now()
+	for q := range ob.queues {
+		if len(q.items) > 0 {
+			c.OldestUnsent = max(c.OldestUnsent, now.Sub(q.items[0].queued))
+		}
+	}
+}

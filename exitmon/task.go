@@ -1,0 +1,284 @@
+package exitmon
+
+import (
+	"context"
+	"sync"
+
+	"github.com/containerd/errdefs"
+)
+
+// Events the monitor composes itself. The shim turns them into containerd's
+// event types; keeping them plain keeps exitmon free of API types.
+type (
+	// ExitEvent is published as TaskExit.
+	ExitEvent struct {
+		ContainerID, ExecID string
+		Status
+	}
+	// OOMEvent is published as TaskOOM, before the init's TaskExit.
+	OOMEvent struct{ ContainerID string }
+)
+
+// Task is one container's exit domain: its init, its execs, its journal and
+// its ordered event queue. It enforces the event order Create < Start <
+// Exit < Delete, every exec's exit before the init's, and nothing after
+// Delete. It is safe for concurrent use.
+type Task struct {
+	id      string
+	mon     *Monitor
+	journal *Journal
+	q       *queue
+
+	mu          sync.Mutex
+	init        *Process
+	execs       map[string]*Process
+	heldInit    *Status // init exit waiting for running execs to finish
+	oomCheck    func() bool
+	onInitExit  func()
+	deleted     bool
+}
+
+// NewTask opens the task's journal in bundle and its event queue.
+func (m *Monitor) NewTask(bundle string, id Identity) (*Task, error) {
+	j, err := CreateJournal(bundle, id)
+	if err != nil {
+		return nil, err
+	}
+	t := &Task{id: id.ID, mon: m, journal: j, q: m.outbox.newQueue(), execs: map[string]*Process{}}
+	t.init = &Process{task: t, done: make(chan struct{})}
+	return t, nil
+}
+
+// SetOOMCheck installs the function asked, synchronously at init exit,
+// whether the container was OOM-killed.
+func (t *Task) SetOOMCheck(fn func() bool) { t.mu.Lock(); t.oomCheck = fn; t.mu.Unlock() }
+
+// SetInitExitHook installs a function run when init exits, before the exit
+// is reported (used to kill what is left in a shared pid namespace).
+func (t *Task) SetInitExitHook(fn func()) { t.mu.Lock(); t.onInitExit = fn; t.mu.Unlock() }
+
+// Publish queues an event for the task, after every event queued before.
+// Events published after Delete are dropped.
+func (t *Task) Publish(topic string, ev any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.publishLocked(topic, ev)
+}
+
+func (t *Task) publishLocked(topic string, ev any) {
+	if !t.deleted {
+		t.q.push(topic, ev)
+	}
+}
+
+// Init returns the task's init process.
+func (t *Task) Init() *Process { return t.init }
+
+// AddExec registers a new exec process.
+func (t *Task) AddExec(execID string) (*Process, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.execs[execID]; ok {
+		return nil, errdefs.ErrAlreadyExists
+	}
+	p := &Process{task: t, execID: execID, done: make(chan struct{})}
+	t.execs[execID] = p
+	return p, nil
+}
+
+// RemoveExec forgets an exec (after its Delete).
+func (t *Task) RemoveExec(execID string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.execs, execID)
+}
+
+// Delete queues the final event and closes the queue: nothing is published
+// for the task after it. It returns a channel closed once every queued event
+// has been delivered.
+func (t *Task) Delete(topic string, ev any) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.publishLocked(topic, ev)
+	t.deleted = true
+	t.q.close()
+	t.journal.Close()
+	return t.q.drained
+}
+
+// Abandon closes a task that was never created: no event, no journal.
+func (t *Task) Abandon() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.deleted = true
+	t.q.close()
+	t.journal.Close()
+}
+
+// onExit handles a reaped exit of p: journal first, then ordering.
+func (t *Task) onExit(p *Process, st Status) {
+	if p.execID == "" {
+		t.mu.Lock()
+		check, hook := t.oomCheck, t.onInitExit
+		t.mu.Unlock()
+		if check != nil && check() {
+			st.OOM = true
+		}
+		if hook != nil {
+			hook()
+		}
+	}
+	if err := t.journal.Exit(p.execID, st); err != nil {
+		logger(context.Background()).WithError(err).WithField("id", t.id).Error("journal exit")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.reaped = &st
+	if p.execID == "" && t.runningExecsLocked() > 0 {
+		t.heldInit = &st
+		return
+	}
+	t.finishLocked(p)
+}
+
+// finishLocked reports p's exit unless its Start is still being answered.
+func (t *Task) finishLocked(p *Process) {
+	if p.starting || p.exit != nil {
+		return
+	}
+	st := *p.reaped
+	p.exit = &st
+	if p.execID == "" && st.OOM {
+		t.publishLocked(TopicOOM, OOMEvent{ContainerID: t.id})
+	}
+	t.publishLocked(TopicExit, ExitEvent{ContainerID: t.id, ExecID: p.execID, Status: st})
+	close(p.done)
+	if p.execID != "" && t.heldInit != nil && t.runningExecsLocked() == 0 {
+		t.heldInit = nil
+		t.finishLocked(t.init)
+	}
+}
+
+// runningExecsLocked counts execs that were started and whose exit has not
+// been reported yet.
+func (t *Task) runningExecsLocked() int {
+	n := 0
+	for _, p := range t.execs {
+		if p.tracked && p.exit == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Topics of the events the monitor publishes itself.
+const (
+	TopicExit = "/tasks/exit"
+	TopicOOM  = "/tasks/oom"
+)
+
+// Process is one tracked process of a task (its init or an exec).
+type Process struct {
+	task   *Task
+	execID string
+
+	// guarded by task.mu
+	pid      int
+	tracked  bool
+	starting bool
+	reaped   *Status // reaped and journaled
+	exit     *Status // reported: waiters released, TaskExit queued
+	done     chan struct{}
+}
+
+// BeginStart marks a Start in progress: an exit that arrives before
+// Started or StartFailed is held, so TaskExit never precedes TaskStart.
+func (p *Process) BeginStart() {
+	p.task.mu.Lock()
+	p.starting = true
+	p.task.mu.Unlock()
+}
+
+// Watch ties the process to pid, created after t was taken.
+func (p *Process) Watch(t Token, pid, pidfd int) {
+	p.task.mu.Lock()
+	p.pid, p.tracked = pid, true
+	p.task.mu.Unlock()
+	p.task.mon.Track(t, pid, pidfd, func(st Status) { p.task.onExit(p, st) })
+}
+
+// Started queues the start event and then releases a held exit.
+func (p *Process) Started(topic string, ev any) {
+	t := p.task
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.publishLocked(topic, ev)
+	p.endStartLocked()
+}
+
+// StartFailed ends a Start without a start event.
+func (p *Process) StartFailed() {
+	p.task.mu.Lock()
+	defer p.task.mu.Unlock()
+	p.endStartLocked()
+}
+
+func (p *Process) endStartLocked() {
+	p.starting = false
+	if p.reaped != nil && !(p.execID == "" && p.task.heldInit != nil) {
+		p.task.finishLocked(p)
+	}
+}
+
+// Pid returns the process's pid, 0 before it is known.
+func (p *Process) Pid() int {
+	p.task.mu.Lock()
+	defer p.task.mu.Unlock()
+	return p.pid
+}
+
+// Exited returns the reported exit, if any.
+func (p *Process) Exited() (Status, bool) {
+	p.task.mu.Lock()
+	defer p.task.mu.Unlock()
+	if p.exit == nil {
+		return Status{}, false
+	}
+	return *p.exit, true
+}
+
+// Reaped reports whether the process is gone, even if its exit is still
+// held for ordering.
+func (p *Process) Reaped() bool {
+	p.task.mu.Lock()
+	defer p.task.mu.Unlock()
+	return p.reaped != nil
+}
+
+// Wait blocks until the exit is reported or ctx ends. Any number of
+// callers may wait; all get the same status.
+func (p *Process) Wait(ctx context.Context) (Status, error) {
+	select {
+	case <-p.done:
+		st, _ := p.Exited()
+		return st, nil
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+}
+
+// Done is closed when the exit is reported.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// SetExited records an exit known from elsewhere (a process that never ran,
+// or a journal replay) as reported, without publishing an event.
+func (p *Process) SetExited(st Status) {
+	p.task.mu.Lock()
+	defer p.task.mu.Unlock()
+	if p.exit != nil {
+		return
+	}
+	p.reaped, p.exit = &st, &st
+	close(p.done)
+}
+

@@ -1,0 +1,93 @@
+package proc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/api/events"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+)
+
+// Exec registers a new exec process; Start runs it.
+func (c *Container) Exec(ctx context.Context, execID string, stdio Stdio, spec *specs.Process) error {
+	if _, err := c.init.check(opExec); err != nil {
+		return err
+	}
+	if c.init.mp.Reaped() {
+		return fmt.Errorf("container %q has exited: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	if spec == nil || len(spec.Args) == 0 {
+		return fmt.Errorf("exec %q: process spec has no args: %w", execID, errdefs.ErrInvalidArgument)
+	}
+	mp, err := c.task.AddExec(execID)
+	if err != nil {
+		return fmt.Errorf("exec %q in %q: %w", execID, c.ID, err)
+	}
+	p := &Process{c: c, execID: execID, stdio: stdio, spec: spec, mp: mp, state: stateCreated, pidfd: -1}
+	c.mu.Lock()
+	c.execs[execID] = p
+	c.mu.Unlock()
+	c.task.Publish(TopicExecAdded, &events.TaskExecAdded{ContainerID: c.ID, ExecID: execID})
+	return nil
+}
+
+func (c *Container) startExec(ctx context.Context, p *Process) (int, error) {
+	if c.init.mp.Reaped() {
+		return 0, fmt.Errorf("container %q has exited: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	io, err := newPIO(p.stdio, int(c.opts.IoUid), int(c.opts.IoGid))
+	if err != nil {
+		return 0, err
+	}
+	pidFile := filepath.Join(c.Bundle, "exec-"+p.execID+".pid")
+	defer os.Remove(pidFile)
+	p.mp.BeginStart()
+	l, err := c.launch(ctx, pidFile, func(sock runc.PidfdSocket) error {
+		return c.runc.Exec(ctx, c.ID, *p.spec, &runc.ExecOpts{
+			IO: io.runcIO, PidFile: pidFile, ConsoleSocket: io.consoleSocket(), PidfdSocket: sock, Detach: true,
+		})
+	})
+	if err != nil {
+		p.mp.StartFailed()
+		io.Close(ctx)
+		return 0, c.runcError(err)
+	}
+	p.mu.Lock()
+	p.pidfd, p.io, p.state = l.pidfd, io, stateRunning
+	p.mu.Unlock()
+	p.mp.Watch(l.tok, l.pid, l.pidfd)
+	if err := io.attach(ctx, nil); err != nil {
+		_ = p.signal(9)
+		p.mp.StartFailed()
+		return 0, err
+	}
+	io.closeAfterStart()
+	p.mp.Started(TopicExecStarted, &events.TaskExecStarted{ContainerID: c.ID, ExecID: p.execID, Pid: uint32(l.pid)})
+	return l.pid, nil
+}
+
+func (c *Container) deleteExec(ctx context.Context, p *Process) (exitmon.Status, error) {
+	var st exitmon.Status
+	if p.mp.Pid() != 0 {
+		var err error
+		if st, err = p.Wait(ctx); err != nil {
+			return st, err
+		}
+	}
+	p.set(stateDeleted)
+	p.closePidfd()
+	if p.io != nil {
+		p.io.Close(ctx)
+	}
+	c.mu.Lock()
+	delete(c.execs, p.execID)
+	c.mu.Unlock()
+	c.task.RemoveExec(p.execID)
+	return st, nil
+}

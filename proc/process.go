@@ -1,0 +1,143 @@
+package proc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+)
+
+// Process is a container's init or one of its execs.
+type Process struct {
+	c      *Container
+	execID string
+	stdio  Stdio
+	spec   *specs.Process // exec only
+	mp     *exitmon.Process
+
+	mu    sync.Mutex
+	state state
+	io    *pio
+	pidfd int
+}
+
+// ProcessState is a snapshot of a process for State.
+type ProcessState struct {
+	Pid      int
+	Status   string
+	Stdio    Stdio
+	ExitCode int
+	ExitedAt time.Time
+}
+
+// transition checks op against the lifecycle and, with apply, moves on.
+// A process whose exit was reported is stopped whatever was stored.
+func (p *Process) currentLocked() state {
+	if p.state != stateDeleted {
+		if _, ok := p.mp.Exited(); ok {
+			return stateStopped
+		}
+	}
+	return p.state
+}
+
+func (p *Process) check(o op) (state, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.currentLocked().check(o)
+}
+
+func (p *Process) set(s state) {
+	p.mu.Lock()
+	p.state = s
+	p.mu.Unlock()
+}
+
+// State returns the process's state.
+func (p *Process) State() ProcessState {
+	p.mu.Lock()
+	s := p.currentLocked()
+	p.mu.Unlock()
+	ps := ProcessState{Pid: p.mp.Pid(), Status: string(s), Stdio: p.stdio}
+	if s == stateDeleted {
+		ps.Status = string(stateStopped)
+	}
+	if st, ok := p.mp.Exited(); ok {
+		ps.ExitCode, ps.ExitedAt = st.Code, st.ExitedAt
+	}
+	return ps
+}
+
+// Wait blocks until the process's exit is reported.
+func (p *Process) Wait(ctx context.Context) (exitmon.Status, error) {
+	return p.mp.Wait(ctx)
+}
+
+// signal sends sig to the process through its pidfd, so a recycled pid is
+// never signalled.
+func (p *Process) signal(sig int) error {
+	p.mu.Lock()
+	fd := p.pidfd
+	p.mu.Unlock()
+	var err error
+	if fd >= 0 {
+		err = unix.PidfdSendSignal(fd, unix.Signal(sig), nil, 0)
+	} else {
+		err = unix.Kill(p.mp.Pid(), unix.Signal(sig))
+	}
+	if err == unix.ESRCH {
+		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+	}
+	return err
+}
+
+func (p *Process) closePidfd() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+		p.pidfd = -1
+	}
+}
+
+// ResizePty resizes the process's terminal.
+func (p *Process) ResizePty(w, h uint32) error {
+	if _, err := p.check(opResize); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	io := p.io
+	p.mu.Unlock()
+	if io == nil {
+		return fmt.Errorf("process has no stdio yet: %w", errdefs.ErrFailedPrecondition)
+	}
+	return io.Resize(w, h)
+}
+
+// CloseIO closes the process's stdin.
+func (p *Process) CloseIO() {
+	p.mu.Lock()
+	io := p.io
+	p.mu.Unlock()
+	if io != nil {
+		io.CloseStdin()
+	}
+}
+
+// readPid reads a pid file written by runc.
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

@@ -1,0 +1,107 @@
+// Package proc holds containers and their processes: the init and exec
+// state machines over go-runc, their stdio, rootfs and cgroup. It knows
+// nothing about ttrpc; exits come from exitmon.
+package proc
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	runc "github.com/containerd/go-runc"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+)
+
+// DefaultRuncRoot is where runc keeps container state, per namespace.
+const DefaultRuncRoot = "/run/containerd/runc"
+
+var monitor *exitmon.Monitor
+
+// UseMonitor makes every runc invocation (and logging driver) reap through
+// m. Call it once, before any container is created.
+func UseMonitor(m *exitmon.Monitor) {
+	monitor = m
+	runc.Monitor = runcMonitor{m}
+}
+
+// runcMonitor adapts exitmon to go-runc's ProcessMonitor.
+type runcMonitor struct{ m *exitmon.Monitor }
+
+func (r runcMonitor) Start(c *exec.Cmd) (chan runc.Exit, error) {
+	return r.forward(r.m.StartCmd(c))
+}
+
+func (r runcMonitor) StartLocked(c *exec.Cmd) (chan runc.Exit, error) {
+	return r.forward(r.m.StartCmdLocked(c))
+}
+
+func (runcMonitor) forward(ch <-chan exitmon.Status, err error) (chan runc.Exit, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan runc.Exit, 1)
+	go func() {
+		st := <-ch
+		out <- runc.Exit{Timestamp: st.ExitedAt, Pid: st.Pid, Status: st.Code}
+		close(out)
+	}()
+	return out, nil
+}
+
+func (runcMonitor) Wait(c *exec.Cmd, ch chan runc.Exit) (int, error) {
+	e := <-ch
+	_ = c.Wait() // already reaped: this only flushes output copies
+	return e.Status, nil
+}
+
+// newRunc returns the runc client for a container in namespace ns.
+func newRunc(ns, bundle string, opts *options.Options) *runc.Runc {
+	root := opts.GetRoot()
+	if root == "" {
+		root = DefaultRuncRoot
+	}
+	return &runc.Runc{
+		Command:       opts.GetBinaryName(),
+		Root:          filepath.Join(root, ns),
+		Log:           filepath.Join(bundle, "log.json"),
+		LogFormat:     runc.JSON,
+		PdeathSignal:  syscall.SIGKILL,
+		SystemdCgroup: opts.GetSystemdCgroup(),
+	}
+}
+
+// runcFile keeps, in the bundle, how runc was invoked, so `shim delete`
+// can clean up after the server died.
+const runcFile = "watch-runc.json"
+
+type savedRunc struct {
+	Binary        string `json:"binary,omitempty"`
+	Root          string `json:"root,omitempty"`
+	SystemdCgroup bool   `json:"systemd_cgroup,omitempty"`
+}
+
+func saveRunc(bundle string, o *options.Options) error {
+	b, err := json.Marshal(savedRunc{Binary: o.GetBinaryName(), Root: o.GetRoot(), SystemdCgroup: o.GetSystemdCgroup()})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(bundle, runcFile), b, 0o600)
+}
+
+// RuncFor returns the runc client a container in bundle was created with.
+func RuncFor(ns, bundle string) *runc.Runc {
+	var s savedRunc
+	if b, err := os.ReadFile(filepath.Join(bundle, runcFile)); err == nil {
+		_ = json.Unmarshal(b, &s)
+	}
+	return newRunc(ns, bundle, &options.Options{BinaryName: s.Binary, Root: s.Root, SystemdCgroup: s.SystemdCgroup})
+}
+
+// InitPid returns the init pid runc recorded in bundle.
+func InitPid(bundle string) (int, error) {
+	return readPid(filepath.Join(bundle, "init.pid"))
+}

@@ -1,0 +1,44 @@
+package task
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+)
+
+// toTTRPC maps an errdefs error to the status code containerd expects.
+// It is the only place errors change form: inside, errors are errdefs.
+func toTTRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errgrpc.ToGRPC(err)
+}
+
+// validateID checks a container or exec id against containerd's
+// identifier grammar before any path is built from it.
+func validateID(kind, id string) error {
+	if err := identifiers.Validate(id); err != nil {
+		return fmt.Errorf("%s id: %w", kind, err)
+	}
+	return nil
+}
+
+// validateExecID is validateID for an optional exec id.
+func validateExecID(id string) error {
+	if id == "" {
+		return nil
+	}
+	return validateID("exec", id)
+}
+
+// validateBundle requires a clean absolute bundle path ending in the id.
+func validateBundle(bundle, id string) error {
+	if !filepath.IsAbs(bundle) || filepath.Clean(bundle) != bundle {
+		return fmt.Errorf("bundle %q is not a clean absolute path: %w", bundle, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}

@@ -1,0 +1,380 @@
+// Package task serves containerd's TaskService (task v3) over ttrpc. It
+// validates requests, maps errdefs errors to ttrpc status codes and calls
+// into proc; it holds no lifecycle logic of its own.
+package task
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	apitypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+	"github.com/watchshim/containerd-shim-watch-v2/proc"
+)
+
+// Version is reported by Connect.
+var Version = "dev"
+
+// Service implements the task v3 TaskService for every container of a pod.
+// It is safe for concurrent use; a slow runc call for one task never holds
+// a lock other tasks need.
+type Service struct {
+	mon       *exitmon.Monitor
+	namespace string
+	sd        shutdown.Service
+
+	mu         sync.Mutex
+	containers map[string]*proc.Container
+	creating   map[string]struct{}
+}
+
+// New returns the service. sd is shut down once no task is left.
+func New(mon *exitmon.Monitor, namespace string, sd shutdown.Service) *Service {
+	return &Service{
+		mon: mon, namespace: namespace, sd: sd,
+		containers: map[string]*proc.Container{},
+		creating:   map[string]struct{}{},
+	}
+}
+
+// RegisterTTRPC registers the service on server.
+func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
+	taskAPI.RegisterTTRPCTaskService(server, s)
+	return nil
+}
+
+func (s *Service) get(id string) (*proc.Container, error) {
+	if err := validateID("container", id); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return c, nil
+}
+
+func (s *Service) process(id, execID string) (*proc.Container, *proc.Process, error) {
+	if err := validateExecID(execID); err != nil {
+		return nil, nil, err
+	}
+	c, err := s.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.Process(execID)
+	return c, p, err
+}
+
+// reserve claims id for a Create in progress.
+func (s *Service) reserve(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.containers[id]; ok {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
+	}
+	if _, ok := s.creating[id]; ok {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
+	}
+	s.creating[id] = struct{}{}
+	return nil
+}
+
+func (s *Service) settle(id string, c *proc.Container) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.creating, id)
+	if c != nil {
+		s.containers[id] = c
+	}
+}
+
+// Create creates a container with runc and returns its init pid.
+func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
+	c, err := s.create(ctx, r)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return &taskAPI.CreateTaskResponse{Pid: uint32(c.Init().State().Pid)}, nil
+}
+
+func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (c *proc.Container, err error) {
+	if err := validateID("container", r.ID); err != nil {
+		return nil, err
+	}
+	if err := validateBundle(r.Bundle, r.ID); err != nil {
+		return nil, err
+	}
+	if r.Checkpoint != "" {
+		return nil, fmt.Errorf("restore from checkpoint: %w", errdefs.ErrNotImplemented)
+	}
+	opts, err := runcOptions(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.reserve(r.ID); err != nil {
+		return nil, err
+	}
+	defer func() { s.settle(r.ID, c) }()
+	return proc.Create(ctx, s.mon, proc.CreateConfig{
+		ID: r.ID, Namespace: s.namespace, Bundle: r.Bundle,
+		Rootfs:  mount.FromProto(r.Rootfs),
+		Stdio:   proc.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Options: opts,
+	})
+}
+
+// runcOptions decodes the runtime options containerd sends (runc's).
+func runcOptions(a *anypb.Any) (*options.Options, error) {
+	opts := &options.Options{}
+	if a == nil || len(a.GetValue()) == 0 {
+		return opts, nil
+	}
+	v, err := typeurl.UnmarshalAny(a)
+	if err != nil {
+		return nil, fmt.Errorf("runtime options: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	o, ok := v.(*options.Options)
+	if !ok {
+		return nil, fmt.Errorf("runtime options of type %T: %w", v, errdefs.ErrInvalidArgument)
+	}
+	return o, nil
+}
+
+// Start starts the init or an exec.
+func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	if err := validateExecID(r.ExecID); err != nil {
+		return nil, toTTRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	pid, err := c.Start(ctx, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
+}
+
+// Delete deletes a stopped init (the whole task) or an exec.
+func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	c, _, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	st, err := c.Delete(ctx, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	if r.ExecID == "" {
+		s.mu.Lock()
+		delete(s.containers, r.ID)
+		s.mu.Unlock()
+	}
+	return &taskAPI.DeleteResponse{
+		Pid: uint32(st.Pid), ExitStatus: uint32(st.Code), ExitedAt: protobuf.ToTimestamp(st.ExitedAt),
+	}, nil
+}
+
+// Exec adds an exec process; Start runs it.
+func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptyResponse, error) {
+	if err := validateID("exec", r.ExecID); err != nil {
+		return nil, toTTRPC(err)
+	}
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	spec, err := processSpec(r.Spec)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	stdio := proc.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	return empty, toTTRPC(c.Exec(ctx, r.ExecID, stdio, spec))
+}
+
+// State reports a process's state and, once stopped, its exit.
+func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
+	c, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	st := p.State()
+	return &taskAPI.StateResponse{
+		ID: r.ID, ExecID: r.ExecID, Bundle: c.Bundle, Pid: uint32(st.Pid),
+		Status: statusOf(st.Status), Stdin: st.Stdio.Stdin, Stdout: st.Stdio.Stdout, Stderr: st.Stdio.Stderr,
+		Terminal: st.Stdio.Terminal, ExitStatus: uint32(st.ExitCode), ExitedAt: protobuf.ToTimestamp(st.ExitedAt),
+	}, nil
+}
+
+// Wait blocks until the process exits and returns its status.
+func (s *Service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	st, err := p.Wait(ctx)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return &taskAPI.WaitResponse{ExitStatus: uint32(st.Code), ExitedAt: protobuf.ToTimestamp(st.ExitedAt)}, nil
+}
+
+// Kill signals a process (with All, every process of the container).
+func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptyResponse, error) {
+	c, _, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return empty, toTTRPC(c.Kill(ctx, r.ExecID, r.Signal, r.All))
+}
+
+// Pids lists the container's processes.
+func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	pids, err := c.Pids(ctx)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	resp := &taskAPI.PidsResponse{}
+	for _, p := range pids {
+		info := &apitypes.ProcessInfo{Pid: uint32(p.Pid)}
+		if p.ExecID != "" {
+			a, err := typeurl.MarshalAny(&options.ProcessDetails{ExecID: p.ExecID})
+			if err != nil {
+				return nil, toTTRPC(err)
+			}
+			info.Info = typeurl.MarshalProto(a)
+		}
+		resp.Processes = append(resp.Processes, info)
+	}
+	return resp, nil
+}
+
+// Pause freezes the container.
+func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptyResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return empty, toTTRPC(c.Pause(ctx))
+}
+
+// Resume thaws the container.
+func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return empty, toTTRPC(c.Resume(ctx))
+}
+
+// Checkpoint dumps the container with criu.
+func (s *Service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptyResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	var o *options.CheckpointOptions
+	if r.Options != nil && len(r.Options.GetValue()) > 0 {
+		v, err := typeurl.UnmarshalAny(r.Options)
+		if err != nil {
+			return nil, toTTRPC(fmt.Errorf("checkpoint options: %v: %w", err, errdefs.ErrInvalidArgument))
+		}
+		o, _ = v.(*options.CheckpointOptions)
+	}
+	return empty, toTTRPC(c.Checkpoint(ctx, r.Path, o))
+}
+
+// ResizePty resizes a process's terminal.
+func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptyResponse, error) {
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return empty, toTTRPC(p.ResizePty(r.Width, r.Height))
+}
+
+// CloseIO closes a process's stdin.
+func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptyResponse, error) {
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	if r.Stdin {
+		p.CloseIO()
+	}
+	return empty, nil
+}
+
+// Update changes the container's resources.
+func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptyResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	if r.Resources == nil {
+		return nil, toTTRPC(fmt.Errorf("update without resources: %w", errdefs.ErrInvalidArgument))
+	}
+	return empty, toTTRPC(c.Update(ctx, r.Resources.GetValue()))
+}
+
+// Stats returns the container's cgroup metrics.
+func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	m, err := c.Stats(ctx)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	a, err := typeurl.MarshalAny(m)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return &taskAPI.StatsResponse{Stats: typeurl.MarshalProto(a)}, nil
+}
+
+// Connect returns the shim's and the task's pids.
+func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toTTRPC(err)
+	}
+	return &taskAPI.ConnectResponse{
+		ShimPid: uint32(os.Getpid()), TaskPid: uint32(c.Init().State().Pid), Version: Version,
+	}, nil
+}
+
+// Shutdown stops the shim once it serves no task.
+func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptyResponse, error) {
+	s.mu.Lock()
+	n := len(s.containers) + len(s.creating)
+	s.mu.Unlock()
+	if n > 0 {
+		return empty, nil
+	}
+	log.G(ctx).Info("no task left: shutting down")
+	s.sd.Shutdown()
+	return empty, nil
+}
