@@ -29,13 +29,13 @@ type Task struct {
 	journal *Journal
 	q       *queue
 
-	mu          sync.Mutex
-	init        *Process
-	execs       map[string]*Process
-	heldInit    *Status // init exit waiting for running execs to finish
-	oomCheck    func() bool
-	onInitExit  func()
-	deleted     bool
+	mu         sync.Mutex
+	init       *Process
+	execs      map[string]*Process
+	heldInit   *Status // init exit waiting for running execs to finish
+	oomCheck   func() bool
+	onInitExit func()
+	deleted    bool
 }
 
 // NewTask opens the task's journal in bundle and its event queue.
@@ -281,4 +281,3 @@ func (p *Process) SetExited(st Status) {
 	p.reaped, p.exit = &st, &st
 	close(p.done)
 }
-

@@ -10,8 +10,8 @@ import (
 	"sync"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
-	apitypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/api/types/runc/options"
+	apitypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
