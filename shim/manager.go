@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,9 @@ func (m *Manager) Start(ctx context.Context, id string, opts shimpkg.StartOpts) 
 	if err != nil {
 		return params, err
 	}
+	// The server keeps serving the socket after start exits: closing our
+	// copy must not unlink it.
+	sock.SetUnlinkOnClose(false)
 	defer sock.Close()
 	f, err := sock.File()
 	if err != nil {
@@ -95,10 +99,7 @@ var errServing = errors.New("a shim already serves this group")
 
 // listen creates the group's socket, or reports errServing when a live
 // shim already holds it. A stale socket is replaced.
-func listen(addr string) (interface {
-	File() (*os.File, error)
-	Close() error
-}, error) {
+func listen(addr string) (*net.UnixListener, error) {
 	l, err := shimpkg.NewSocket(addr)
 	if err == nil {
 		return l, nil
