@@ -67,15 +67,23 @@ func TestHarnessCleanup(t *testing.T) {
 	})
 }
 
-// TestFailOnPurpose fails with containers running when
-// WATCH_E2E_FAIL_ON_PURPOSE=1, to check by hand that a failing test
-// leaves nothing behind.
+// TestFailOnPurpose leaves containers running and then, by
+// WATCH_E2E_FAIL_ON_PURPOSE, fails ("fail"), panics ("panic") or hangs
+// ("hang", to be killed), to check by hand that nothing is left behind.
 func TestFailOnPurpose(t *testing.T) {
-	if os.Getenv("WATCH_E2E_FAIL_ON_PURPOSE") != "1" {
-		t.Skip("skipping: set WATCH_E2E_FAIL_ON_PURPOSE=1")
+	mode := os.Getenv("WATCH_E2E_FAIL_ON_PURPOSE")
+	if mode == "" {
+		t.Skip("skipping: set WATCH_E2E_FAIL_ON_PURPOSE=fail|panic|hang")
 	}
 	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
 		startLeftovers(t, c)
+		switch mode {
+		case "panic":
+			panic("panicking on purpose in " + c.Dir)
+		case "hang":
+			t.Logf("hanging in %s", c.Dir)
+			select {}
+		}
 		t.Fatalf("failing on purpose with containers running in %s", c.Dir)
 	})
 }

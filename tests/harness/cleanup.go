@@ -83,6 +83,7 @@ func cleanDir(dir string) {
 	killProcesses(dir)
 	deleteRuncContainers(dir)
 	killProcesses(dir)
+	removeBundleShimSockets(dir)
 	unmountAll(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		unmountAll(dir)
@@ -119,10 +120,11 @@ func unmountAll(dir string) {
 	}
 }
 
-// shimSocket returns the path containerd's pkg/shim derives for a shim
-// socket of container id in namespace ns (debug selects the debug socket).
-func (c *Containerd) shimSocket(ns, id string, debug bool) string {
-	p := filepath.Join(c.Address, ns, id)
+// shimSocket returns the path containerd's pkg/shim derives for the shim
+// socket of container id in namespace ns of the containerd at address
+// (debug selects the debug socket).
+func shimSocket(address, ns, id string, debug bool) string {
+	p := filepath.Join(address, ns, id)
 	if debug {
 		p = filepath.Join(p, "debug")
 	}
@@ -135,13 +137,24 @@ func (c *Containerd) shimSockets() []string {
 	var out []string
 	for key := range c.seen {
 		for _, debug := range []bool{false, true} {
-			p := c.shimSocket(key[0], key[1], debug)
+			p := shimSocket(c.Address, key[0], key[1], debug)
 			if _, err := os.Lstat(p); err == nil {
 				out = append(out, p)
 			}
 		}
 	}
 	return out
+}
+
+// removeBundleShimSockets removes the shim sockets of the task bundles in
+// the state dir of the instance in dir.
+func removeBundleShimSockets(dir string) {
+	bundles, _ := filepath.Glob(filepath.Join(dir, "state", "io.containerd.runtime.v2.task", "*", "*"))
+	for _, b := range bundles {
+		ns, id := filepath.Base(filepath.Dir(b)), filepath.Base(b)
+		os.Remove(shimSocket(filepath.Join(dir, socketName), ns, id, false))
+		os.Remove(shimSocket(filepath.Join(dir, socketName), ns, id, true))
+	}
 }
 
 func (c *Containerd) removeShimSockets() {

@@ -44,6 +44,9 @@ type Containerd struct {
 	cleaned bool
 }
 
+// socketName is the name of containerd's gRPC socket in the instance dir.
+const socketName = "containerd.sock"
+
 // Start starts a private containerd for t and registers its cleanup. It
 // skips t when not root or when a .bin binary is missing.
 func Start(t testing.TB, opts Options) *Containerd {
@@ -89,7 +92,7 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 	}
 	c := &Containerd{
 		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
-		Address: filepath.Join(dir, "containerd.sock"), seen: map[[2]string]bool{},
+		Address: filepath.Join(dir, socketName), seen: map[[2]string]bool{},
 	}
 	register(c)
 	if err := writeOwner(dir); err != nil {
