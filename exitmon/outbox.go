@@ -12,10 +12,13 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, event any) error
 }
 
-const (
-	outboxWorkers = 4
-	backoffBase   = 50 * time.Millisecond
-	backoffCap    = 5 * time.Second
+const outboxWorkers = 4
+
+// Retry backoff of a failed send. Variables only so that tests can shorten
+// them; nothing else changes them.
+var (
+	backoffBase = 50 * time.Millisecond
+	backoffCap  = 5 * time.Second
 )
 
 // outbox keeps one ordered queue per task and a bounded pool of workers.
