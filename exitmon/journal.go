@@ -42,8 +42,12 @@ type Journal struct {
 // CreateJournal opens (creating if needed) the journal in bundle and
 // records the task's identity.
 func CreateJournal(bundle string, id Identity) (*Journal, error) {
-	f, err := os.OpenFile(filepath.Join(bundle, JournalName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(filepath.Join(bundle, JournalName), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	if err := endTornLine(f); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	j := &Journal{f: f}
@@ -52,6 +56,24 @@ func CreateJournal(bundle string, id Identity) (*Journal, error) {
 		return nil, err
 	}
 	return j, nil
+}
+
+// endTornLine ends a torn last line (left by a shim that died while
+// writing it), so the first record appended after it stays readable.
+func endTornLine(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, fi.Size()-1); err != nil {
+		return err
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	_, err = f.Write([]byte{'\n'})
+	return err
 }
 
 // Exit durably records how the process execID ("" for init) ended.
