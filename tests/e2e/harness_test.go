@@ -21,7 +21,10 @@ func TestHarnessEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Ctr("run", "--rm", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "ev", "sh", "-c", "exit 3")
+		_, err = c.Ctr("run", "--rm", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "ev", "sh", "-c", "exit 3")
+		if harness.ExitCode(err) != 3 {
+			t.Fatalf("ctr run: %v", err)
+		}
 		e := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "ev" })
 		if e.ExitStatus != 3 || e.Pid == 0 || e.ExitedAt.IsZero() || e.Namespace != "k8s.io" {
 			t.Fatalf("exit event %+v, want status 3 with pid and exited_at in k8s.io", e)

@@ -16,6 +16,7 @@ func TestStockSmoke(t *testing.T) {
 		t.Run("ctr-run-exit-code", func(t *testing.T) { ctrRunExitCode(t, c, harness.RuncRuntime) })
 		t.Run("crictl-lifecycle", func(t *testing.T) { crictlLifecycle(t, c, "runc") })
 		t.Run("images", func(t *testing.T) { criImagesListed(t, c) })
+		t.Run("no-leftovers", func(t *testing.T) { noLeftovers(t, c) })
 	})
 }
 
@@ -59,6 +60,22 @@ func crictlLifecycle(t *testing.T, c *harness.Containerd, handler string) {
 // ignoreTerm is a busybox script that ignores SIGTERM, so that a CRI stop
 // with a timeout ends in SIGKILL (exit code 137).
 const ignoreTerm = `trap "" TERM; while :; do sleep 1; done`
+
+// noLeftovers checks that after removing everything no shim, mount or
+// socket of c remains.
+func noLeftovers(t *testing.T, c *harness.Containerd) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := c.Leftovers()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leftovers: %s", strings.Join(left, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 func criImagesListed(t *testing.T, c *harness.Containerd) {
 	out := mustCrictl(t, c, "images")

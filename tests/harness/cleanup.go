@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -41,13 +43,13 @@ func (c *Containerd) Cleanup() []string {
 	if err := c.Stop(); err != nil {
 		c.t.Logf("stop containerd: %v", err)
 	}
+	sockets := shimSocketsOf(c.Dir)
 	cleanDir(c.Dir)
-	c.removeShimSockets()
-	return c.Leftovers()
+	return append(c.Leftovers(), existing(sockets)...)
 }
 
 // removeAll removes CRI pods and containers, then every task and container
-// in every namespace, remembering their IDs for the shim socket check.
+// in every namespace.
 func (c *Containerd) removeAll() {
 	c.Crictl("rm", "--force", "--all")
 	c.Crictl("rmp", "--force", "--all")
@@ -60,21 +62,13 @@ func (c *Containerd) removeAll() {
 func (c *Containerd) removeNamespace(ns string) {
 	tasks, _ := c.CtrNS(ns, "tasks", "list", "--quiet")
 	for _, id := range strings.Fields(tasks) {
-		c.remember(ns, id)
 		c.CtrNS(ns, "tasks", "kill", "--all", "--signal", "SIGKILL", id)
 		c.CtrNS(ns, "tasks", "delete", "--force", id)
 	}
 	ctrs, _ := c.CtrNS(ns, "containers", "list", "--quiet")
 	for _, id := range strings.Fields(ctrs) {
-		c.remember(ns, id)
 		c.CtrNS(ns, "containers", "delete", id)
 	}
-}
-
-func (c *Containerd) remember(ns, id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.seen[[2]string{ns, id}] = true
 }
 
 // cleanDir brute-forces away whatever still lives under dir: processes
@@ -83,7 +77,9 @@ func cleanDir(dir string) {
 	killProcesses(dir)
 	deleteRuncContainers(dir)
 	killProcesses(dir)
-	removeBundleShimSockets(dir)
+	for _, p := range shimSocketsOf(dir) {
+		os.Remove(p)
+	}
 	unmountAll(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		unmountAll(dir)
@@ -131,41 +127,52 @@ func shimSocket(address, ns, id string, debug bool) string {
 	return fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(p)))
 }
 
-func (c *Containerd) shimSockets() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// shimSocketRE matches the shim socket addresses containerd logs.
+var shimSocketRE = regexp.MustCompile(`unix://(/run/containerd/s/[0-9a-f]{64})`)
+
+// shimSocketsOf returns the shim sockets the instance in dir used: those
+// named in its log and those derived from its task bundles.
+func shimSocketsOf(dir string) []string {
+	set := map[string]bool{}
+	if data, err := os.ReadFile(filepath.Join(dir, "containerd.log")); err == nil {
+		for _, m := range shimSocketRE.FindAllStringSubmatch(string(data), -1) {
+			set[m[1]] = true
+		}
+	}
+	bundles, _ := filepath.Glob(filepath.Join(dir, "state", "io.containerd.runtime.v2.task", "*", "*"))
+	for _, b := range bundles {
+		ns, id := filepath.Base(filepath.Dir(b)), filepath.Base(b)
+		set[shimSocket(filepath.Join(dir, socketName), ns, id, false)] = true
+		set[shimSocket(filepath.Join(dir, socketName), ns, id, true)] = true
+	}
 	var out []string
-	for key := range c.seen {
-		for _, debug := range []bool{false, true} {
-			p := shimSocket(c.Address, key[0], key[1], debug)
-			if _, err := os.Lstat(p); err == nil {
-				out = append(out, p)
-			}
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ShimSockets returns the shim sockets (in /run/containerd/s) this instance
+// has used so far, whether or not they still exist.
+func (c *Containerd) ShimSockets() []string { return shimSocketsOf(c.Dir) }
+
+// existing returns "socket <path>" for each of paths that exists.
+func existing(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			out = append(out, "socket "+p)
 		}
 	}
 	return out
 }
 
-// removeBundleShimSockets removes the shim sockets of the task bundles in
-// the state dir of the instance in dir.
-func removeBundleShimSockets(dir string) {
-	bundles, _ := filepath.Glob(filepath.Join(dir, "state", "io.containerd.runtime.v2.task", "*", "*"))
-	for _, b := range bundles {
-		ns, id := filepath.Base(filepath.Dir(b)), filepath.Base(b)
-		os.Remove(shimSocket(filepath.Join(dir, socketName), ns, id, false))
-		os.Remove(shimSocket(filepath.Join(dir, socketName), ns, id, true))
-	}
-}
-
-func (c *Containerd) removeShimSockets() {
-	for _, p := range c.shimSockets() {
-		os.Remove(p)
-	}
-}
-
-// Leftovers lists what remains of this instance: processes referencing Dir,
+// Leftovers lists what remains of this instance besides a running
+// containerd and its own sockets: processes referencing Dir,
 // runc containers bundled under it, mounts and sockets under it, and shim
-// sockets of containers it ran. Empty means clean.
+// sockets it used (known while Dir exists; Cleanup checks them too). Empty
+// means clean.
 func (c *Containerd) Leftovers() []string {
 	var out []string
 	for _, p := range processesUnder(c.Dir) {
@@ -179,10 +186,13 @@ func (c *Containerd) Leftovers() []string {
 	for _, mp := range mountsUnder(c.Dir) {
 		out = append(out, "mount "+mp)
 	}
-	for _, s := range append(socketsUnder(c.Dir), c.shimSockets()...) {
-		out = append(out, "socket "+s)
+	running := c.Running()
+	for _, s := range socketsUnder(c.Dir) {
+		if !running || (s != c.Address && s != c.Address+".ttrpc") {
+			out = append(out, "socket "+s)
+		}
 	}
-	return out
+	return append(out, existing(shimSocketsOf(c.Dir))...)
 }
 
 // socketsUnder returns the unix sockets in the tree at dir.

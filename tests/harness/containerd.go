@@ -40,7 +40,6 @@ type Containerd struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logFile *os.File
-	seen    map[[2]string]bool // namespace/container IDs ever listed
 	cleaned bool
 }
 
@@ -92,7 +91,7 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 	}
 	c := &Containerd{
 		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
-		Address: filepath.Join(dir, socketName), seen: map[[2]string]bool{},
+		Address: filepath.Join(dir, socketName),
 	}
 	register(c)
 	if err := writeOwner(dir); err != nil {
