@@ -24,8 +24,9 @@ deps: ## Install Debian packages, build containerd 2.2/2.4, runc, crictl, crites
 unit: ## Run the unit tests (no root needed)
 	go test ./...
 
-e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSIONS ("2.2 2.4")
-	go test -tags e2e -count=1 -timeout 40m ./tests/...
+e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSIONS ("2.2 2.4"); E2E_RUN=regexp selects tests
+	@[ "$$(id -u)" = 0 ] || { echo "e2e: needs root"; exit 1; }
+	go test -tags e2e -count=1 -timeout 40m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
 
 test: unit e2e ## Run unit and end-to-end tests
 

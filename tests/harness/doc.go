@@ -7,4 +7,12 @@
 // All state lives in one temporary directory: containerd's root, state,
 // sockets, runc root, CRI pod logs and its log file. Tests need root and the
 // binaries that scripts/install-deps.sh builds into .bin/.
+//
+// Environment:
+//   - WATCH_CONTAINERD_VERSIONS: versions Versions returns ("2.2 2.4").
+//   - WATCH_REPO_ROOT: repository root, when not found from the working dir.
+//
+// A test binary killed before its cleanups ran (e.g. by go test -timeout)
+// leaves its directory behind; the next Start sweeps such directories whose
+// owner process is gone.
 package harness
