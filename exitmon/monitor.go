@@ -216,12 +216,12 @@ func (m *Monitor) Counters() Counters {
 
 // Counters describe what the exit monitor has done since it started.
 type Counters struct {
-	ExitsSeen     uint64        // children reaped
-	Orphans       uint64        // reaped children nobody tracked
-	EventsQueued  uint64        // events accepted by the outbox
-	EventsSent    uint64        // events containerd acknowledged
-	EventsRetried uint64        // failed sends that were retried
-	OldestUnsent  time.Duration // age of the oldest event not yet sent
+	ExitsSeen     uint64        `json:"exits_seen"`       // children reaped
+	Orphans       uint64        `json:"orphans"`          // reaped children nobody tracked
+	EventsQueued  uint64        `json:"events_queued"`    // events accepted by the outbox
+	EventsSent    uint64        `json:"events_sent"`      // events containerd acknowledged
+	EventsRetried uint64        `json:"events_retried"`   // failed sends that were retried
+	OldestUnsent  time.Duration `json:"oldest_unsent_ns"` // age of the oldest event not yet sent
 }
 
 func logger(ctx context.Context) *log.Entry { return log.G(ctx).WithField("component", "exitmon") }

@@ -53,6 +53,7 @@ func New(mon *exitmon.Monitor, namespace string, sd shutdown.Service) *Service {
 // RegisterTTRPC registers the service on server.
 func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTTRPCTaskService(server, s)
+	s.registerMonitor(server)
 	return nil
 }
 

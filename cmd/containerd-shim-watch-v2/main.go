@@ -28,6 +28,13 @@ func main() {
 			filepath.Base(os.Args[0]), version, revision, runtime.Version())
 		return
 	}
+	if len(os.Args) == 3 && os.Args[1] == "counters" {
+		if err := printCounters(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "counters:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	task.Version = version
 	shim.Register()
 	shimpkg.Run(context.Background(), &shim.Manager{Version: version, Revision: revision}, func(c *shimpkg.Config) {

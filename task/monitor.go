@@ -1,0 +1,66 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"runtime"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+)
+
+// MonitorService and CountersMethod name the shim's own ttrpc endpoint that
+// shows what the exit monitor is doing. It answers an Empty with a
+// BytesValue holding Counters as JSON.
+const (
+	MonitorService = "containerd.watch.v1.Monitor"
+	CountersMethod = "Counters"
+)
+
+// Counters is what the shim reports about itself.
+type Counters struct {
+	exitmon.Counters
+	Tasks      int `json:"tasks"`
+	Goroutines int `json:"goroutines"`
+	OpenFDs    int `json:"open_fds"`
+}
+
+func (s *Service) counters() Counters {
+	s.mu.Lock()
+	n := len(s.containers)
+	s.mu.Unlock()
+	fds, _ := os.ReadDir("/proc/self/fd")
+	return Counters{Counters: s.mon.Counters(), Tasks: n, Goroutines: runtime.NumGoroutine(), OpenFDs: len(fds)}
+}
+
+func (s *Service) registerMonitor(server *ttrpc.Server) {
+	server.RegisterService(MonitorService, &ttrpc.ServiceDesc{
+		Methods: map[string]ttrpc.Method{
+			CountersMethod: func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				if err := unmarshal(&emptypb.Empty{}); err != nil {
+					return nil, err
+				}
+				b, err := json.Marshal(s.counters())
+				if err != nil {
+					return nil, err
+				}
+				return wrapperspb.Bytes(b), nil
+			},
+		},
+	})
+}
+
+// ReadCounters asks the shim serving client for its counters.
+func ReadCounters(ctx context.Context, client *ttrpc.Client) (Counters, error) {
+	var resp wrapperspb.BytesValue
+	if err := client.Call(ctx, MonitorService, CountersMethod, &emptypb.Empty{}, &resp); err != nil {
+		return Counters{}, err
+	}
+	var c Counters
+	err := json.Unmarshal(resp.Value, &c)
+	return c, err
+}
