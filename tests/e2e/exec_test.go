@@ -22,10 +22,16 @@ import (
 // concurrent execs in one container each return their own.
 func TestScenarioExecExitCodes(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		events, err := c.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		tc := scTasks(t, c)
 		scRunDetached(t, c, rt, "x", "sleep", "600")
 		init := scWaitStatus(t, c, tc, "x", tasktypes.Status_RUNNING)
-		_, err := c.Ctr("tasks", "exec", "--exec-id", "e1", "x", "sh", "-c", "exit 4")
+		_, err = c.Ctr("tasks", "exec", "--exec-id", "e1", "x", "sh", "-c", "exit 4")
 		if code := harness.ExitCode(err); code != 4 {
 			t.Fatalf("exec e1 exit code %d, want 4 (err %v)", code, err)
 		}
@@ -55,6 +61,32 @@ func TestScenarioExecExitCodes(t *testing.T) {
 		}
 		if pids := scPids(t, c, tc, "x"); len(pids) != 1 {
 			t.Errorf("pids after all execs exited: %v, want only init", pids)
+		}
+		// Each exec's exit event carries its own id and status, once.
+		exits := map[string][]uint32{}
+		timeout := time.After(3 * time.Second)
+	drain:
+		for {
+			select {
+			case e := <-events:
+				if e.Topic == "/tasks/exit" && e.ContainerID == "x" {
+					exits[e.ID] = append(exits[e.ID], e.ExitStatus)
+				}
+			case <-timeout:
+				break drain
+			}
+		}
+		if got := exits["e1"]; len(got) != 1 || got[0] != 4 {
+			t.Errorf("exit events of e1: %v, want [4]", got)
+		}
+		for i := 1; i <= n; i++ {
+			id := fmt.Sprintf("e%d", i+1)
+			if got := exits[id]; len(got) != 1 || got[0] != uint32(i%256) {
+				t.Errorf("exit events of %s: %v, want [%d]", id, got, i%256)
+			}
+		}
+		if len(exits) != n+1 {
+			t.Errorf("exit events for %d processes, want %d: %v", len(exits), n+1, exits)
 		}
 	})
 }
