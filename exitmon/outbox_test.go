@@ -37,6 +37,23 @@ func (ob *outbox) counters() Counters {
 	return c
 }
 
+// waitSent waits until the outbox has counted n events as sent: the
+// counter moves just after the publisher returns.
+func (ob *outbox) waitSent(t *testing.T, n uint64) Counters {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := ob.counters()
+		if c.EventsSent >= n {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox counted %d sent, want %d", c.EventsSent, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestOutboxOrderUnderFailures: with sends failing intermittently, every
 // task's events arrive exactly once and in order.
 func TestOutboxOrderUnderFailures(t *testing.T) {
@@ -62,7 +79,7 @@ func TestOutboxOrderUnderFailures(t *testing.T) {
 			t.Fatalf("task %s got %v, want 0..%d in order, once each", name, got[name], per-1)
 		}
 	}
-	c := ob.counters()
+	c := ob.waitSent(t, tasks*per)
 	if c.EventsQueued != tasks*per || c.EventsSent != tasks*per {
 		t.Fatalf("counters %+v", c)
 	}
@@ -115,7 +132,7 @@ func TestOutboxStuckTaskDoesNotBlockOthers(t *testing.T) {
 	if !reflect.DeepEqual(got["A"], seq(3)) {
 		t.Fatalf("A after recovery: %v", got["A"])
 	}
-	if c := ob.counters(); c.OldestUnsent != 0 || c.EventsSent != 24 {
+	if c := ob.waitSent(t, 24); c.OldestUnsent != 0 || c.EventsSent != 24 {
 		t.Fatalf("after recovery: %+v", c)
 	}
 }
@@ -139,7 +156,7 @@ func TestOutboxNeverEvicts(t *testing.T) {
 	if got := perTask(rec.settle())["X"]; !reflect.DeepEqual(got, []int{0, 1}) {
 		t.Fatalf("delivered %v, want [0 1]", got)
 	}
-	if c := ob.counters(); c.EventsRetried != failures || c.EventsSent != 2 {
+	if c := ob.waitSent(t, 2); c.EventsRetried != failures || c.EventsSent != 2 {
 		t.Fatalf("counters %+v, want %d retries and 2 sent", c, failures)
 	}
 }
