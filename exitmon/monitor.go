@@ -225,3 +225,19 @@ type Counters struct {
 }
 
 func logger(ctx context.Context) *log.Entry { return log.G(ctx).WithField("component", "exitmon") }
+
+// Drain waits until every queued event has been delivered or ctx ends. The
+// shim calls it before exiting so the last TaskExit/TaskDelete of its last
+// task is not lost with the process.
+func (m *Monitor) Drain(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for m.outbox.pending() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -171,3 +171,14 @@ func (ob *outbox) fill(c *Counters) {
 		}
 	}
 }
+
+// pending counts events not yet delivered.
+func (ob *outbox) pending() int {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	n := 0
+	for q := range ob.queues {
+		n += len(q.items)
+	}
+	return n
+}

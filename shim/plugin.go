@@ -3,11 +3,13 @@ package shim
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	shimpkg "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/log"
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
 
@@ -46,6 +48,13 @@ func initService(ic *plugin.InitContext) (interface{}, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go mon.Run(ctx)
 	sd.RegisterCallback(func(context.Context) error {
+		// containerd asked us to go: it is up, so the last events can
+		// still be delivered. The framework waits 5 s for callbacks.
+		dctx, dcancel := context.WithTimeout(context.Background(), 4*time.Second)
+		defer dcancel()
+		if err := mon.Drain(dctx); err != nil {
+			log.G(dctx).WithError(err).Warn("exiting with undelivered events")
+		}
 		cancel()
 		if addr := os.Getenv(socketEnv); addr != "" {
 			_ = shimpkg.RemoveSocket(addr)
