@@ -241,6 +241,11 @@ func TestExecExitBeforeInitExit(t *testing.T) {
 	if st, ok := p.Exited(); !ok || st.Code != 137 {
 		t.Fatalf("init Exited = %+v, %v after the last exec", st, ok)
 	}
+	for i, want := range []int{6, 5} {
+		if st, ok := execs[i].Exited(); !ok || st.Code != want {
+			t.Errorf("exec e%d Exited = %+v, %v, want %d", i+1, st, ok, want)
+		}
+	}
 	wantEvents(t, rec, topicStart, "/tasks/exec-started", "/tasks/exec-started", "exit:e2:5", "exit:e1:6", "exit::137")
 }
 
