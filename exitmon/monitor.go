@@ -64,8 +64,9 @@ func (m *Monitor) Run(ctx context.Context) {
 	}
 }
 
-// Reap collects every exited child without blocking and dispatches the
-// exits in the order the kernel reported them.
+// Reap collects every exited child without blocking and hands each exit to
+// its watcher. Watchers run concurrently; the order that matters (a task's
+// exec exits before its init's) is kept by Task, not by delivery order.
 func (m *Monitor) Reap() {
 	var deliver []func()
 	m.mu.Lock()

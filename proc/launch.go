@@ -41,6 +41,9 @@ func (c *Container) launch(ctx context.Context, pidFile string, run func(runc.Pi
 		monitor.Cancel(tok)
 		if sock != nil {
 			sock.Close()
+			if fd := <-fdc; fd >= 0 {
+				unix.Close(fd)
+			}
 		}
 		return launched{}, err
 	}
