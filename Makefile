@@ -10,7 +10,7 @@ WATCH_CONTAINERD_VERSIONS ?= 2.2 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build deps unit e2e test demo install lint
+.PHONY: help build deps unit e2e test demo install lint critest
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,10 @@ e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSION
 	go test -tags e2e -count=1 -timeout 40m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
 
 test: unit e2e ## Run unit and end-to-end tests
+
+critest: deps build ## Run critest against handlers runc and watch on one containerd 2.4 and compare
+	@[ "$$(id -u)" = 0 ] || { echo "critest: needs root"; exit 1; }
+	cd tests/critest && go test -tags e2e,critest -count=1 -timeout 40m -v -run '^TestCritest$$' .
 
 demo: deps build ## Run a pod and a ctr container on the watch shim and print their events
 	scripts/demo.sh
