@@ -10,7 +10,7 @@ WATCH_CONTAINERD_VERSIONS ?= 2.2 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build deps unit e2e test demo install lint critest
+.PHONY: help build deps unit e2e test demo install lint critest bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,10 @@ test: unit e2e ## Run unit and end-to-end tests
 critest: deps build ## Run critest against handlers runc and watch on one containerd 2.4 and compare
 	@[ "$$(id -u)" = 0 ] || { echo "critest: needs root"; exit 1; }
 	cd tests/critest && go test -tags e2e,critest -count=1 -timeout 40m -v -run '^TestCritest$$' .
+
+bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BENCH_REPS=3); writes bench-results/latest/
+	@[ "$$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
+	cd tests/bench && WATCH_REPO_ROOT=$(CURDIR) go test -tags 'bench e2e' -count=1 -timeout 90m -v -run '^TestBench$$' .
 
 demo: deps build ## Run a pod and a ctr container on the watch shim and print their events
 	scripts/demo.sh

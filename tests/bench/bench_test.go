@@ -1,0 +1,582 @@
+//go:build bench
+
+// Package bench measures the watch shim against the stock runc shim on the
+// same private containerd (see README.md). Run it with `make bench`.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
+)
+
+var (
+	pods       = 10  // pods of the memory and pod start figures
+	burstExecs = 200 // execs exiting at once for exit→event latency
+	stormExecs = 500 // execs in one container exiting at once
+)
+
+const (
+	extraCtrs     = 4  // containers added to each pod for the 5-container figure
+	burstCtrs     = 4  // containers of the burst pod
+	createWorkers = 16 // parallel Exec+Start calls while setting up a burst
+)
+
+// runtimes are the CRI handlers compared; "runc" is the stock shim.
+var runtimes = []string{"runc", "watch"}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("WATCH_REPO_ROOT") == "" {
+		// harness.RepoRoot would stop at this module's go.mod.
+		if root, err := filepath.Abs("../.."); err == nil {
+			os.Setenv("WATCH_REPO_ROOT", root)
+		}
+	}
+	if os.Getenv("BENCH_QUICK") != "" { // a smoke run while developing
+		pods, burstExecs, stormExecs = 3, 20, 40
+	}
+	os.Exit(m.Run())
+}
+
+// TestBench runs BENCH_REPS repetitions, each on a fresh containerd with
+// both runtimes, alternating which runtime goes first.
+func TestBench(t *testing.T) {
+	reps := 3
+	if n, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && n > 0 {
+		reps = n
+	}
+	version := os.Getenv("BENCH_CONTAINERD")
+	if version == "" {
+		version = "2.4"
+	}
+	if !harness.HasWatchShim() {
+		t.Fatal(".bin/" + harness.WatchShim + " missing: run make build")
+	}
+	run := &Run{Started: time.Now().UTC(), Reps: reps, Containerd: version, LoadBefore: loadavg(),
+		Raw: map[string]map[string][]float64{}}
+	for _, rt := range runtimes {
+		run.Raw[rt] = map[string][]float64{}
+	}
+	for rep := 0; rep < reps; rep++ {
+		order := []string{"runc", "watch"}
+		if rep%2 == 1 {
+			order = []string{"watch", "runc"}
+		}
+		ok := t.Run(fmt.Sprintf("rep%d", rep), func(t *testing.T) {
+			c := harness.Start(t, harness.Options{Version: version})
+			for _, rt := range order {
+				b := &bencher{t: t, c: c, rt: rt, rep: rep}
+				m := b.run()
+				t.Logf("rep %d %s: %s", rep, rt, fmtMetrics(m))
+				for k, v := range m {
+					run.Raw[rt][k] = append(run.Raw[rt][k], v)
+				}
+			}
+		})
+		if !ok {
+			t.Fatalf("repetition %d failed", rep)
+		}
+		run.Order = append(run.Order, strings.Join(order, ","))
+	}
+	run.LoadAfter = loadavg()
+	run.Finished = time.Now().UTC()
+	if err := run.write(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bencher measures one runtime on one containerd.
+type bencher struct {
+	t   *testing.T
+	c   *harness.Containerd
+	rt  string
+	rep int
+	m   map[string]float64
+}
+
+func (b *bencher) run() map[string]float64 {
+	b.m = map[string]float64{}
+	b.podFigures()
+	b.burstFigures()
+	return b.m
+}
+
+// podFigures: pod start latency, then per-pod shim memory and resources at
+// rest with 1 and with 5 containers per pod.
+func (b *bencher) podFigures() {
+	t, c := b.t, b.c
+	var ids []string
+	var lat []float64
+	var podList []harness.Pod
+	for i := 0; i < pods; i++ {
+		p := harness.Pod{Name: fmt.Sprintf("p%d-%s-%d", b.rep, b.rt, i)}
+		podList = append(podList, p)
+		if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		podPath := b.json("pod-"+p.Name, c.PodConfig(p))
+		ctPath := b.json("ctr-"+p.Name, c.ContainerConfig(sleeper("c0")))
+		start := time.Now()
+		podID := b.crictl("runp", "--runtime", b.rt, podPath)
+		ctrID := b.crictl("create", podID, ctPath, podPath)
+		b.crictl("start", ctrID)
+		lat = append(lat, ms(time.Since(start)))
+		ids = append(ids, podID)
+	}
+	b.m["pod_start_ms"] = median(lat)
+	b.restFigures("1c")
+	for i, podID := range ids {
+		podPath := b.json("pod-"+podList[i].Name, c.PodConfig(podList[i]))
+		for j := 1; j <= extraCtrs; j++ {
+			ctPath := b.json("ctr", c.ContainerConfig(sleeper(fmt.Sprintf("c%d", j))))
+			b.crictl("start", b.crictl("create", podID, ctPath, podPath))
+		}
+	}
+	b.restFigures("5c")
+	b.removePods(ids)
+}
+
+// restFigures records shim memory and resources per pod after a settle time.
+func (b *bencher) restFigures(suffix string) {
+	time.Sleep(3 * time.Second)
+	pids := b.c.ShimPids(b.rt)
+	b.m["shims_"+suffix] = float64(len(pids))
+	var pss, rss, threads, fds, gor float64
+	for _, pid := range pids {
+		r, p := smapsRollup(b.t, pid)
+		rss += r
+		pss += p
+		threads += float64(procStatusInt(pid, "Threads"))
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		fds += float64(len(ents))
+		if b.rt == "watch" {
+			gor += watchCounter(b.t, pid, "goroutines")
+		}
+	}
+	n := float64(pods)
+	b.m["pss_kib_"+suffix] = pss / n
+	b.m["rss_kib_"+suffix] = rss / n
+	b.m["threads_"+suffix] = threads / n
+	b.m["fds_"+suffix] = fds / n
+	if b.rt == "watch" {
+		b.m["goroutines_"+suffix] = gor / n
+	}
+}
+
+func (b *bencher) removePods(ids []string) {
+	b.crictl(append([]string{"rmp", "--force"}, ids...)...)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(b.c.ShimPids(b.rt)) > 0 {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s shims still running 60s after removing the pods: %v", b.rt, b.c.ShimPids(b.rt))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// burstFigures: one pod with burstCtrs containers sharing a host dir with a
+// FIFO. Execs block opening the FIFO for reading; opening it for writing
+// from the host wakes them all at once (the kernel wakes every reader
+// blocked in open when a writer arrives), so they really exit together.
+func (b *bencher) burstFigures() {
+	t, c := b.t, b.c
+	trig := filepath.Join(c.Dir, "trig-"+b.rt)
+	if err := os.MkdirAll(trig, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(trig, "go")
+	p := harness.Pod{Name: fmt.Sprintf("burst%d-%s", b.rep, b.rt)}
+	if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	podPath := b.json("pod-"+p.Name, c.PodConfig(p))
+	podID := b.crictl("runp", "--runtime", b.rt, podPath)
+	var ctrs []string
+	for i := 0; i < burstCtrs; i++ {
+		cfg := c.ContainerConfig(sleeper(fmt.Sprintf("b%d", i)))
+		cfg["mounts"] = []map[string]any{{"container_path": "/trig", "host_path": trig}}
+		id := b.crictl("create", podID, b.json("ctr", cfg), podPath)
+		b.crictl("start", id)
+		ctrs = append(ctrs, id)
+	}
+	tc, err := c.Tasks()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Figure 3: exit → TaskExit latency for burstExecs execs in burstCtrs containers.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := c.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.burst(tc, fifo, ctrs, burstExecs, "x", events)
+	b.m["exit_event_p50_ms"] = percentile(r.eventLat, 50)
+	b.m["exit_event_p99_ms"] = percentile(r.eventLat, 99)
+	b.m["exit_event_max_ms"] = percentile(r.eventLat, 100)
+	b.m["burst200_wait_wall_ms"] = r.exitWall
+	cancel()
+
+	// Figures 4 and 5: stormExecs execs in one container.
+	r = b.burst(tc, fifo, ctrs[:1], stormExecs, "s", nil)
+	b.m["exec500_exit_wall_ms"] = r.exitWall
+	b.m["exec500_total_wall_ms"] = r.totalWall
+	b.m["cpu_ms_per_1000_execs"] = r.cpuAll * 1000 / float64(stormExecs)
+	b.m["cpu_ms_per_1000_exits"] = r.cpuExit * 1000 / float64(stormExecs)
+	b.removePods([]string{podID})
+}
+
+type burstResult struct {
+	exitWall  float64   // ms from the release until the last Wait returned
+	totalWall float64   // ms from the first Exec until the last Wait returned
+	cpuAll    float64   // shim CPU ms for Exec+Start+exit+Wait+Delete of all execs
+	cpuExit   float64   // shim CPU ms from the release until the last Wait returned
+	eventLat  []float64 // ms from exited_at to receipt by the ctr events subscriber
+}
+
+// burst starts n execs blocked on the FIFO, spread over ctrs, with a Wait
+// in flight for each, releases them together and waits for all.
+func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int, prefix string, events <-chan harness.Event) burstResult {
+	t, c := b.t, b.c
+	if err := syscall.Mkfifo(fifo, 0o666); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
+	shims := c.ShimPids(b.rt)
+	if len(shims) == 0 {
+		t.Fatalf("%s: no shim", b.rt)
+	}
+	execID := func(i int) string { return fmt.Sprintf("%s%d-%d", prefix, b.rep, i) }
+	ctrOf := func(i int) string { return ctrs[i%len(ctrs)] }
+
+	// Event receipts, recorded as soon as ctr prints them.
+	var evMu sync.Mutex
+	var eventLat []float64
+	evDone := make(chan struct{})
+	want := map[string]bool{}
+	for i := 0; i < n; i++ {
+		want[execID(i)] = true
+	}
+	if events != nil {
+		go func() {
+			defer close(evDone)
+			got := 0
+			for e := range events {
+				now := time.Now()
+				if e.Topic != "/tasks/exit" || !want[e.ExecID] {
+					continue
+				}
+				evMu.Lock()
+				eventLat = append(eventLat, ms(now.Sub(e.ExitedAt)))
+				evMu.Unlock()
+				if got++; got == n {
+					return
+				}
+			}
+		}()
+	}
+
+	spec, _ := json.Marshal(specs.Process{Args: []string{"sh", "-c", "read x </trig/go; exit 0"},
+		Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}})
+	cpu0 := shimCPU(shims)
+	tStart := time.Now()
+	pids := make([]uint32, n)
+	waitDone := make([]time.Time, n)
+	var errMu sync.Mutex
+	var errs []string
+	fail := func(format string, args ...any) {
+		errMu.Lock()
+		errs = append(errs, fmt.Sprintf(format, args...))
+		errMu.Unlock()
+	}
+	var waits sync.WaitGroup
+	work := make(chan int)
+	var workers sync.WaitGroup
+	for w := 0; w < createWorkers; w++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range work {
+				ctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 2*time.Minute)
+				_, err := tc.Exec(ctx, &tasks.ExecProcessRequest{ContainerID: ctrOf(i), ExecID: execID(i),
+					Spec: &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: spec}})
+				if err == nil {
+					var resp *tasks.StartResponse
+					resp, err = tc.Start(ctx, &tasks.StartRequest{ContainerID: ctrOf(i), ExecID: execID(i)})
+					if err == nil {
+						pids[i] = resp.Pid
+					}
+				}
+				cancel()
+				if err != nil {
+					fail("exec %s: %v", execID(i), err)
+					continue
+				}
+				waits.Add(1)
+				go func(i int) {
+					defer waits.Done()
+					ctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 5*time.Minute)
+					defer cancel()
+					resp, err := tc.Wait(ctx, &tasks.WaitRequest{ContainerID: ctrOf(i), ExecID: execID(i)})
+					waitDone[i] = time.Now()
+					if err != nil {
+						fail("wait %s: %v", execID(i), err)
+					} else if resp.ExitStatus != 0 {
+						fail("exec %s: exit status %d", execID(i), resp.ExitStatus)
+					}
+				}(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	workers.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%s: %d errors starting execs, first: %s", b.rt, len(errs), errs[0])
+	}
+	waitBlocked(t, pids)
+	time.Sleep(500 * time.Millisecond) // let every Wait reach the shim
+
+	cpuR := shimCPU(shims)
+	tRelease := time.Now()
+	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	waits.Wait()
+	cpuW := shimCPU(shims)
+	if len(errs) > 0 {
+		t.Fatalf("%s: %d errors waiting for execs, first: %s", b.rt, len(errs), errs[0])
+	}
+	var last time.Time
+	for _, d := range waitDone {
+		if d.After(last) {
+			last = d
+		}
+	}
+	if events != nil {
+		select {
+		case <-evDone:
+		case <-time.After(60 * time.Second):
+			t.Errorf("%s: only %d of %d exit events within 60s", b.rt, len(eventLat), n)
+		}
+	}
+	// Delete the exec processes (part of an exec's cost in the shim).
+	del := make(chan int)
+	var delWG sync.WaitGroup
+	for w := 0; w < createWorkers; w++ {
+		delWG.Add(1)
+		go func() {
+			defer delWG.Done()
+			for i := range del {
+				ctx, cancel := context.WithTimeout(c.NSContext(context.Background()), time.Minute)
+				if _, err := tc.DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: ctrOf(i), ExecID: execID(i)}); err != nil {
+					fail("delete %s: %v", execID(i), err)
+				}
+				cancel()
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		del <- i
+	}
+	close(del)
+	delWG.Wait()
+	cpu1 := shimCPU(shims)
+	if len(errs) > 0 {
+		t.Fatalf("%s: %d errors deleting execs, first: %s", b.rt, len(errs), errs[0])
+	}
+	os.Remove(fifo)
+	evMu.Lock()
+	defer evMu.Unlock()
+	return burstResult{
+		exitWall:  ms(last.Sub(tRelease)),
+		totalWall: ms(last.Sub(tStart)),
+		cpuAll:    cpu1 - cpu0,
+		cpuExit:   cpuW - cpuR,
+		eventLat:  append([]float64(nil), eventLat...),
+	}
+}
+
+// waitBlocked waits until every pid sleeps in the FIFO open (wchan), at
+// most 60 s.
+func waitBlocked(t *testing.T, pids []uint32) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		blocked := 0
+		var other string
+		for _, pid := range pids {
+			w, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+			if s := string(w); strings.Contains(s, "fifo") || strings.Contains(s, "partner") || strings.Contains(s, "pipe") {
+				blocked++
+			} else {
+				other = fmt.Sprintf("pid %d wchan %q", pid, s)
+			}
+		}
+		if blocked == len(pids) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d execs blocked on the FIFO after 60s (%s)", blocked, len(pids), other)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func sleeper(name string) harness.Container {
+	return harness.Container{Name: name, Command: []string{"sleep", "3600"}}
+}
+
+func (b *bencher) json(name string, v any) string {
+	path, err := b.c.WriteJSON(name, v)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return path
+}
+
+func (b *bencher) crictl(args ...string) string {
+	out, err := b.c.Crictl(args...)
+	if err != nil {
+		b.t.Fatalf("%s: %v", b.rt, err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// smapsRollup returns Rss and Pss of pid in KiB.
+func smapsRollup(t *testing.T, pid int) (rss, pss float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "Rss:":
+			rss = v
+		case "Pss:":
+			pss = v
+		}
+	}
+	return rss, pss
+}
+
+// shimCPU returns utime+stime of pids in ms (own threads, not children).
+func shimCPU(pids []int) float64 {
+	var ticks float64
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		ticks += u + st
+	}
+	return ticks * 1000 / clockTicks
+}
+
+const clockTicks = 100 // sysconf(_SC_CLK_TCK) on Linux
+
+func procStatusInt(pid int, key string) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+// watchCounter asks a watch shim for one of its counters.
+func watchCounter(t *testing.T, pid int, name string) float64 {
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	out, err := exec.Command(exe, "counters", strconv.Itoa(pid)).Output()
+	if err != nil {
+		t.Fatalf("counters of shim %d: %v", pid, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("counters of shim %d: %v: %s", pid, err, out)
+	}
+	v, _ := m[name].(float64)
+	return v
+}
+
+func loadavg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(v []float64) float64 { return percentile(v, 50) }
+
+// percentile returns the nearest-rank percentile p (0-100) of v.
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if p == 50 && len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	rank := int(p/100*float64(len(s)) + 0.999999)
+	if rank < 1 {
+		rank = 1
+	}
+	if rank > len(s) {
+		rank = len(s)
+	}
+	return s[rank-1]
+}
+
+func fmtMetrics(m map[string]float64) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%.4g", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
