@@ -28,6 +28,7 @@ var (
 // Events are never evicted.
 type outbox struct {
 	pub   Publisher
+	codec Codec // nil: queues stay in memory
 	ready chan *queue
 
 	mu      sync.Mutex
@@ -47,7 +48,8 @@ type item struct {
 type queue struct {
 	ob      *outbox
 	items   []item
-	busy    bool // scheduled, being served, or parked for a retry
+	spill   *spill // events beyond memCap, when the publisher is a Codec
+	busy    bool   // scheduled, being served, or parked for a retry
 	attempt int
 	closed  bool
 	drained chan struct{}
@@ -55,14 +57,20 @@ type queue struct {
 
 func newOutbox(pub Publisher, workers int) *outbox {
 	ob := &outbox{pub: pub, ready: make(chan *queue, 1024), queues: map[*queue]struct{}{}}
+	ob.codec, _ = pub.(Codec)
 	for i := 0; i < workers; i++ {
 		go ob.work()
 	}
 	return ob
 }
 
-func (ob *outbox) newQueue() *queue {
+// newQueue returns a task's queue; spillPath is where it spills beyond
+// memCap ("" never spills).
+func (ob *outbox) newQueue(spillPath string) *queue {
 	q := &queue{ob: ob, drained: make(chan struct{})}
+	if ob.codec != nil && spillPath != "" {
+		q.spill = &spill{path: spillPath, codec: ob.codec}
+	}
 	ob.mu.Lock()
 	ob.queues[q] = struct{}{}
 	ob.mu.Unlock()
@@ -77,7 +85,10 @@ func (q *queue) push(topic string, ev any) {
 	if q.closed {
 		return
 	}
-	q.items = append(q.items, item{topic: topic, event: ev, queued: time.Now()})
+	it := item{topic: topic, event: ev, queued: time.Now()}
+	if !q.spillLocked(it) {
+		q.items = append(q.items, it)
+	}
 	ob.queued++
 	ob.scheduleLocked(q)
 }
@@ -146,6 +157,7 @@ func (ob *outbox) serve(q *queue) {
 			return
 		}
 		q.items = q.items[1:]
+		q.refillLocked()
 		q.attempt = 0
 		ob.sent++
 		ob.mu.Unlock()
@@ -179,6 +191,40 @@ func (ob *outbox) pending() int {
 	n := 0
 	for q := range ob.queues {
 		n += len(q.items)
+		if q.spill != nil {
+			n += q.spill.n
+		}
 	}
 	return n
+}
+
+// spillLocked writes it to the spill file when memory is full (or earlier
+// events are already there, to keep order). It reports whether it did.
+func (q *queue) spillLocked(it item) bool {
+	if q.spill == nil || (len(q.items) < memCap && q.spill.n == 0) {
+		return false
+	}
+	if err := q.spill.put(it); err != nil {
+		// Keeping the event in memory beats losing it.
+		logger(context.Background()).WithError(err).Warn("spill event")
+		return false
+	}
+	return true
+}
+
+// refillLocked moves spilled events back into memory as room frees up.
+func (q *queue) refillLocked() {
+	if q.spill == nil {
+		return
+	}
+	for len(q.items) < memCap && q.spill.n > 0 {
+		it, err := q.spill.take()
+		if err != nil {
+			logger(context.Background()).WithError(err).Error("read spilled event")
+			q.spill.n = 0
+			break
+		}
+		q.items = append(q.items, it)
+	}
+	q.spill.reset()
 }

@@ -63,7 +63,7 @@ func TestOutboxOrderUnderFailures(t *testing.T) {
 	const tasks, per = 10, 30
 	qs := make([]*queue, tasks)
 	for i := range qs {
-		qs[i] = ob.newQueue()
+		qs[i] = ob.newQueue("")
 	}
 	for n := 0; n < per; n++ {
 		for i, q := range qs {
@@ -101,7 +101,7 @@ func TestOutboxStuckTaskDoesNotBlockOthers(t *testing.T) {
 	rec := newRecorder()
 	rec.fail = func(_ string, ev any, _ int) bool { return ev.(tev).task == "A" }
 	ob := newOutbox(rec, 1)
-	a, b := ob.newQueue(), ob.newQueue()
+	a, b := ob.newQueue(""), ob.newQueue("")
 	for n := 0; n < 3; n++ {
 		a.push("/t", tev{"A", n})
 	}
@@ -144,7 +144,7 @@ func TestOutboxNeverEvicts(t *testing.T) {
 	const failures = 30
 	rec.fail = func(_ string, _ any, call int) bool { return call <= failures }
 	ob := newOutbox(rec, 2)
-	q := ob.newQueue()
+	q := ob.newQueue("")
 	q.push("/t", tev{"X", 0})
 	q.push("/t", tev{"X", 1})
 	q.close()
@@ -175,7 +175,7 @@ func TestOutboxClose(t *testing.T) {
 		}
 	}
 	ob := newOutbox(rec, 1)
-	q := ob.newQueue()
+	q := ob.newQueue("")
 	q.push("/t", tev{"Q", 0})
 	q.close()
 	q.push("/t", tev{"Q", 1})

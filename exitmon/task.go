@@ -2,6 +2,7 @@ package exitmon
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 
 	"github.com/containerd/errdefs"
@@ -44,7 +45,7 @@ func (m *Monitor) NewTask(bundle string, id Identity) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{id: id.ID, mon: m, journal: j, q: m.outbox.newQueue(), execs: map[string]*Process{}}
+	t := &Task{id: id.ID, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, SpillName)), execs: map[string]*Process{}}
 	t.init = &Process{task: t, done: make(chan struct{})}
 	return t, nil
 }

@@ -13,9 +13,13 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
+
+var _ exitmon.Codec = (*publisher)(nil)
 
 // publisher forwards events to containerd's ttrpc Events service. It holds
 // one connection and redials after a failure (containerd restarted). It
@@ -110,4 +114,28 @@ func toAPI(ev any) (any, error) {
 		return nil, fmt.Errorf("nil event")
 	}
 	return ev, nil
+}
+
+// Encode and Decode make the publisher an exitmon.Codec, so a task's queue
+// can spill to its bundle instead of growing in memory while containerd is
+// unreachable.
+func (p *publisher) Encode(ev any) ([]byte, error) {
+	msg, err := toAPI(ev)
+	if err != nil {
+		return nil, err
+	}
+	a, err := typeurl.MarshalAnyToProto(msg)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(a)
+}
+
+// Decode reverses Encode; it returns containerd's event type.
+func (p *publisher) Decode(b []byte) (any, error) {
+	var a anypb.Any
+	if err := proto.Unmarshal(b, &a); err != nil {
+		return nil, err
+	}
+	return typeurl.UnmarshalAny(&a)
 }
