@@ -279,7 +279,8 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 			got := 0
 			for e := range events {
 				now := time.Now()
-				if e.Topic != "/tasks/exit" || !want[e.ExecID] {
+				// TaskExit carries the exec ID in "id" (no exec_id field).
+				if e.Topic != "/tasks/exit" || !want[e.ID] {
 					continue
 				}
 				evMu.Lock()
