@@ -76,6 +76,11 @@ func TestCritest(t *testing.T) {
 
 	c := harness.Start(t, harness.Options{Version: "2.4"})
 	dir = c.Dir
+	// The temp dir is 0700: user-namespaced pods (their root is an
+	// unprivileged host uid) must be able to traverse it to their rootfs.
+	if err := os.Chmod(c.Dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	if err := configureBed(c, reg); err != nil {
 		t.Fatalf("configure containerd: %v", err)
 	}

@@ -224,6 +224,10 @@ func standIns(bbRoot, bins string) (map[string]v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	httpdLayer, err := layer([]file{{name: "var/www/index.html", mode: 0o644, data: []byte("<html><body><h1>It works!</h1></body></html>\n")}})
+	if err != nil {
+		return nil, err
+	}
 	marked := func(mark string) (v1.Image, error) {
 		l, err := layer([]file{{name: "image-" + mark, mode: 0o644, data: []byte(mark + "\n")}})
 		if err != nil {
@@ -244,7 +248,7 @@ func standIns(bbRoot, bins string) (map[string]v1.Image, error) {
 			Env: []string{defaultPath, "NGINX_ADDR=:80"}}, []v1.Layer{nginxLayer}},
 		staging + "hostnet-nginx-" + runtime.GOARCH + ":latest": {v1.Config{Entrypoint: []string{"/usr/sbin/nginx"},
 			Env: []string{defaultPath, "NGINX_ADDR=127.0.0.1:12003"}}, []v1.Layer{nginxLayer}},
-		k8s + "httpd:2.4.39-4":                            {v1.Config{Cmd: []string{"sh", "-c", "echo 'httpd: serving on port 80'; exec httpd -f -p 80 -h /var/www"}}, nil},
+		k8s + "httpd:2.4.39-4":                            {v1.Config{Cmd: []string{"sh", "-c", "echo 'httpd: serving on port 80'; exec httpd -f -p 80 -h /var/www"}}, []v1.Layer{httpdLayer}},
 		k8s + "nonewprivs:1.3":                            {v1.Config{Cmd: []string{"/usr/local/bin/nonewprivs"}}, []v1.Layer{nnpLayer}},
 		staging + "test-image-user-uid:latest":            {v1.Config{Cmd: []string{"sh"}, User: "1002"}, nil},
 		staging + "test-image-user-username:latest":       {v1.Config{Cmd: []string{"sh"}, User: "www-data"}, nil},
