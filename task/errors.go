@@ -35,8 +35,8 @@ func validateExecID(id string) error {
 	return validateID("exec", id)
 }
 
-// validateBundle requires a clean absolute bundle path ending in the id.
-func validateBundle(bundle, id string) error {
+// validateBundle requires a clean absolute bundle path.
+func validateBundle(bundle string) error {
 	if !filepath.IsAbs(bundle) || filepath.Clean(bundle) != bundle {
 		return fmt.Errorf("bundle %q is not a clean absolute path: %w", bundle, errdefs.ErrInvalidArgument)
 	}

@@ -118,7 +118,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (c *
 	if err := validateID("container", r.ID); err != nil {
 		return nil, err
 	}
-	if err := validateBundle(r.Bundle, r.ID); err != nil {
+	if err := validateBundle(r.Bundle); err != nil {
 		return nil, err
 	}
 	if r.Checkpoint != "" {

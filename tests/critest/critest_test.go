@@ -26,16 +26,6 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
 )
 
-// Network of the pods: a bridge of its own on a private subnet, living only
-// on this machine.
-const (
-	bridgeName = "watchcri0"
-	podSubnet  = "10.199.77.0/24"
-)
-
-// handlers are the runtime handlers compared, stock first.
-var handlers = []string{"runc", "watch"}
-
 func TestCritest(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: critest needs root")
@@ -56,9 +46,9 @@ func TestCritest(t *testing.T) {
 	start := time.Now()
 
 	// Registered first, so it runs last: after containerd's cleanup.
-	netnsBefore := netnsList()
+	netnsBefore, chainsBefore := netnsList(), natChains()
 	var dir string
-	t.Cleanup(func() { reportLeftovers(t, dir, netnsBefore) })
+	t.Cleanup(func() { reportLeftovers(t, dir, netnsBefore, chainsBefore) })
 
 	images, err := buildImages(t, bin)
 	if err != nil {
@@ -72,7 +62,11 @@ func TestCritest(t *testing.T) {
 	if err := reg.Push(images); err != nil {
 		t.Fatal(err)
 	}
-	logf("pushed %d stand-in images to the local registry", len(images))
+	fp, err := fingerprint(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf("pushed %d stand-in images to the local registry (fingerprint %.16s)", len(images), fp)
 
 	c := harness.Start(t, harness.Options{Version: "2.4"})
 	dir = c.Dir
@@ -122,10 +116,6 @@ func TestCritest(t *testing.T) {
 		}
 	}
 	fmt.Printf("critest run time: %s\n", time.Since(start).Round(time.Second))
-}
-
-func logf(format string, args ...any) {
-	fmt.Printf("critest: "+format+"\n", args...)
 }
 
 // readSkips reads the skip regexps of path: one a line, "#" comments.

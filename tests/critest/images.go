@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -280,4 +281,19 @@ func standIns(bbRoot, bins string) (map[string]v1.Image, error) {
 		images[staging+"test-image-tags:"+tag] = same
 	}
 	return images, nil
+}
+
+// fingerprint returns a digest over the references and manifest digests of
+// images: equal across runs when the images are built deterministically.
+func fingerprint(images map[string]v1.Image) (string, error) {
+	var lines []string
+	for ref, img := range images {
+		d, err := img.Digest()
+		if err != nil {
+			return "", err
+		}
+		lines = append(lines, ref+" "+d.String())
+	}
+	sort.Strings(lines)
+	return fmt.Sprintf("%x", sha256.Sum256([]byte(strings.Join(lines, "\n")))), nil
 }

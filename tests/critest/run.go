@@ -16,6 +16,20 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
 )
 
+// Network of the pods: a bridge of its own on a private subnet, living only
+// on this machine.
+const (
+	bridgeName = "watchcri0"
+	podSubnet  = "10.199.77.0/24"
+)
+
+// handlers are the runtime handlers compared, stock first.
+var handlers = []string{"runc", "watch"}
+
+func logf(format string, args ...any) {
+	fmt.Printf("critest: "+format+"\n", args...)
+}
+
 // specResult is one spec of a ginkgo JSON report.
 type specResult struct {
 	State   string
@@ -196,12 +210,55 @@ func netnsList() map[string]bool {
 	return set
 }
 
+// portmapChains are the nat chains the portmap plugin creates once and
+// never removes; hostportJumps are its rules jumping to them.
+var (
+	portmapChains = []string{"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"}
+	hostportJumps = [][]string{
+		{"PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
+	}
+)
+
+// natChains returns the names of the chains of the nat table.
+func natChains() map[string]bool {
+	set := map[string]bool{}
+	out, _ := exec.Command("iptables-save", "-t", "nat").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, ":") {
+			set[strings.Fields(l[1:])[0]] = true
+		}
+	}
+	return set
+}
+
+// removePortmapChains removes portmap's shared chains and the rules
+// jumping to them (when this run created them).
+func removePortmapChains() {
+	for _, rule := range hostportJumps {
+		for i := 0; i < 10; i++ {
+			if exec.Command("iptables", append([]string{"-t", "nat", "-D"}, rule...)...).Run() != nil {
+				break
+			}
+		}
+	}
+	for _, c := range portmapChains {
+		exec.Command("iptables", "-t", "nat", "-F", c).Run()
+		exec.Command("iptables", "-t", "nat", "-X", c).Run()
+	}
+}
+
 // reportLeftovers runs after containerd's cleanup: it removes what the run
-// created and containerd did not (the bridge, named network namespaces),
-// then checks that nothing is left: bridge, netns, the temp dir, mounts and
-// processes referencing it, per-pod CNI iptables chains.
-func reportLeftovers(t *testing.T, dir string, netnsBefore map[string]bool) {
+// created and containerd did not (the bridge, named network namespaces,
+// portmap's nat chains when they did not exist before), then checks that
+// nothing is left: bridge, netns, the temp dir, mounts and processes
+// referencing it, CNI iptables chains.
+func reportLeftovers(t *testing.T, dir string, netnsBefore, chainsBefore map[string]bool) {
 	var found []string
+	if !chainsBefore[portmapChains[0]] {
+		removePortmapChains()
+	}
 	if exec.Command("ip", "link", "show", bridgeName).Run() == nil {
 		exec.Command("ip", "link", "delete", bridgeName).Run()
 	}
@@ -237,11 +294,9 @@ func reportLeftovers(t *testing.T, dir string, netnsBefore map[string]bool) {
 			}
 		}
 	}
-	if out, err := exec.Command("iptables-save", "-t", "nat").Output(); err == nil {
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, ":CNI-DN-") || strings.HasPrefix(l, ":CNI-") && strings.Contains(l, bridgeName) {
-				found = append(found, "iptables chain "+l)
-			}
+	for c := range natChains() {
+		if strings.HasPrefix(c, "CNI-") && !chainsBefore[c] {
+			found = append(found, "iptables nat chain "+c)
 		}
 	}
 	if len(found) == 0 {
