@@ -39,8 +39,8 @@ type ProcessState struct {
 	ExitedAt time.Time
 }
 
-// transition checks op against the lifecycle and, with apply, moves on.
-// A process whose exit was reported is stopped whatever was stored.
+// currentLocked is the process's state: a process whose exit was reported
+// is stopped, whatever was stored.
 func (p *Process) currentLocked() state {
 	if p.state != stateDeleted {
 		if _, ok := p.mp.Exited(); ok {
@@ -50,6 +50,7 @@ func (p *Process) currentLocked() state {
 	return p.state
 }
 
+// check returns the state o leads to, or why the lifecycle refuses it.
 func (p *Process) check(o op) (state, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
