@@ -157,11 +157,12 @@ func (b *bencher) restFigures(suffix string) {
 	time.Sleep(3 * time.Second)
 	pids := b.c.ShimPids(b.rt)
 	b.m["shims_"+suffix] = float64(len(pids))
-	var pss, rss, threads, fds, gor float64
+	var pss, rss, anon, threads, fds, gor float64
 	for _, pid := range pids {
 		r, p := smapsRollup(b.t, pid)
 		rss += r
 		pss += p
+		anon += float64(procStatusInt(pid, "RssAnon"))
 		threads += float64(procStatusInt(pid, "Threads"))
 		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		fds += float64(len(ents))
@@ -172,6 +173,7 @@ func (b *bencher) restFigures(suffix string) {
 	n := float64(pods)
 	b.m["pss_kib_"+suffix] = pss / n
 	b.m["rss_kib_"+suffix] = rss / n
+	b.m["anon_kib_"+suffix] = anon / n
 	b.m["threads_"+suffix] = threads / n
 	b.m["fds_"+suffix] = fds / n
 	if b.rt == "watch" {
@@ -514,7 +516,7 @@ func procStatusInt(pid int, key string) int {
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return n
 		}
 	}

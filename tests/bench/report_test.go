@@ -31,6 +31,8 @@ var metrics = []metric{
 	{"pss_kib_5c", "Shim PSS per pod, pause+5 containers", "KiB", 0.5},
 	{"rss_kib_1c", "Shim RSS per pod, pause+1 container", "KiB", 0},
 	{"rss_kib_5c", "Shim RSS per pod, pause+5 containers", "KiB", 0},
+	{"anon_kib_1c", "Shim private anon (RssAnon) per pod, pause+1", "KiB", 0},
+	{"anon_kib_5c", "Shim private anon (RssAnon) per pod, pause+5", "KiB", 0},
 	{"pod_start_ms", "Pod start (runp+create+start), median of pods", "ms", 0.95},
 	{"exit_event_p50_ms", "Exit→TaskExit at subscriber, p50 (200 at once)", "ms", 0},
 	{"exit_event_p99_ms", "Exit→TaskExit at subscriber, p99 (200 at once)", "ms", 0.5},
