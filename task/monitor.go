@@ -27,6 +27,11 @@ type Counters struct {
 	Tasks      int `json:"tasks"`
 	Goroutines int `json:"goroutines"`
 	OpenFDs    int `json:"open_fds"`
+	// Go runtime memory, for the memory diet.
+	HeapInuse  uint64 `json:"heap_inuse_bytes"`
+	HeapIdle   uint64 `json:"heap_idle_bytes"`
+	StackInuse uint64 `json:"stack_inuse_bytes"`
+	GoSys      uint64 `json:"go_sys_bytes"`
 }
 
 func (s *Service) counters() Counters {
@@ -34,7 +39,12 @@ func (s *Service) counters() Counters {
 	n := len(s.containers)
 	s.mu.Unlock()
 	fds, _ := os.ReadDir("/proc/self/fd")
-	return Counters{Counters: s.mon.Counters(), Tasks: n, Goroutines: runtime.NumGoroutine(), OpenFDs: len(fds)}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return Counters{
+		Counters: s.mon.Counters(), Tasks: n, Goroutines: runtime.NumGoroutine(), OpenFDs: len(fds),
+		HeapInuse: ms.HeapInuse, HeapIdle: ms.HeapIdle, StackInuse: ms.StackInuse, GoSys: ms.Sys,
+	}
 }
 
 func (s *Service) registerMonitor(server *ttrpc.Server) {
