@@ -2,9 +2,11 @@ package exitmon
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -165,5 +167,39 @@ func appendRaw(t *testing.T, dir, s string) {
 	defer f.Close()
 	if _, err := f.WriteString(s); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJournalConcurrentExits: 200 exits appended at once (group commit)
+// are all replayed, each intact.
+func TestJournalConcurrentExits(t *testing.T) {
+	dir := t.TempDir()
+	j, err := CreateJournal(dir, Identity{ID: "burst"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := j.Exit(fmt.Sprintf("e%d", i), Status{Pid: 1000 + i, Code: i % 256}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	j.Close()
+	r, err := ReadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Execs) != 200 {
+		t.Fatalf("replayed %d exec exits, want 200", len(r.Execs))
+	}
+	for i := 0; i < 200; i++ {
+		if st := r.Execs[fmt.Sprintf("e%d", i)]; st.Pid != 1000+i || st.Code != i%256 {
+			t.Fatalf("e%d replayed as %+v", i, st)
+		}
 	}
 }
