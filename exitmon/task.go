@@ -26,6 +26,7 @@ type (
 // Delete. It is safe for concurrent use.
 type Task struct {
 	id      string
+	who     Identity
 	mon     *Monitor
 	journal *Journal
 	q       *queue
@@ -45,7 +46,7 @@ func (m *Monitor) NewTask(bundle string, id Identity) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{id: id.ID, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, SpillName)), execs: map[string]*Process{}}
+	t := &Task{id: id.ID, who: id, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, SpillName)), execs: map[string]*Process{}}
 	t.init = &Process{task: t, done: make(chan struct{})}
 	return t, nil
 }
@@ -129,6 +130,10 @@ func (t *Task) onExit(p *Process, st Status) {
 			hook()
 		}
 	}
+	logger(context.Background()).WithFields(map[string]any{
+		"id": t.id, "exec_id": p.execID, "pid": st.Pid, "status": st.Code, "oom": st.OOM,
+		"sandbox": t.who.Sandbox, "pod": t.who.PodNamespace + "/" + t.who.PodName,
+	}).Debug("exit")
 	if err := t.journal.Exit(p.execID, st); err != nil {
 		logger(context.Background()).WithError(err).WithField("id", t.id).Error("journal exit")
 	}
