@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -17,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -169,14 +167,6 @@ func (m *Manager) Stop(ctx context.Context, id string) (shimpkg.StopStatus, erro
 	}
 	pid, _ := proc.InitPid(bundle)
 	return shimpkg.StopStatus{Pid: pid, ExitStatus: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}, nil
-}
-
-// Info describes the runtime.
-func (m *Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
-	return &types.RuntimeInfo{
-		Name:    RuntimeName,
-		Version: &types.RuntimeVersion{Version: m.Version, Revision: m.Revision},
-	}, nil
 }
 
 func bundleDir(ctx context.Context) string {
