@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -21,15 +20,10 @@ func TestDemo(t *testing.T) {
 	harness.SkipWithoutWatchShim(t)
 	c := harness.Start(t, harness.Options{Version: harness.Versions()[0]})
 	fmt.Printf("containerd %s in %s\n", c.Version, c.Dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	events, err := c.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := subscribe(t, c)
 	go printEvents(events)
 	demoPod(t, c)
-	_, err = c.Ctr("run", "--rm", "--runtime", harness.WatchRuntime, harness.BusyboxImage, "demo-ctr", "sh", "-c", "sleep 1; exit 5")
+	_, err := c.Ctr("run", "--rm", "--runtime", harness.WatchRuntime, harness.BusyboxImage, "demo-ctr", "sh", "-c", "sleep 1; exit 5")
 	fmt.Printf("ctr run demo-ctr: exit code %d\n", harness.ExitCode(err))
 	time.Sleep(time.Second)
 }

@@ -22,16 +22,11 @@ import (
 // concurrent execs in one container each return their own.
 func TestScenarioExecExitCodes(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := subscribe(t, c)
 		tc := scTasks(t, c)
 		scRunDetached(t, c, rt, "x", "sleep", "600")
 		init := scWaitStatus(t, c, tc, "x", tasktypes.Status_RUNNING)
-		_, err = c.Ctr("tasks", "exec", "--exec-id", "e1", "x", "sh", "-c", "exit 4")
+		_, err := c.Ctr("tasks", "exec", "--exec-id", "e1", "x", "sh", "-c", "exit 4")
 		if code := harness.ExitCode(err); code != 4 {
 			t.Fatalf("exec e1 exit code %d, want 4 (err %v)", code, err)
 		}

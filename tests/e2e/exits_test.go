@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -120,12 +119,7 @@ func waitExited(t *testing.T, c *harness.Containerd, id string) criStatus {
 // always says 137.
 func TestShimKilledAfterExit(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := subscribe(t, c)
 		mustCtr(t, c, "run", "-d", "--runtime", rt.Type, harness.BusyboxImage, "seven", "sh", "-c", "exit 7")
 		first := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
 		if first.ExitStatus != 7 {
@@ -155,12 +149,7 @@ func TestShimKilledAfterExit(t *testing.T) {
 // exit is unknown, so both shims report 137 from `shim delete`.
 func TestShimKilledWhileRunning(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := subscribe(t, c)
 		mustCtr(t, c, "run", "-d", "--runtime", rt.Type, harness.BusyboxImage, "runner", "sleep", "600")
 		pids := c.ShimPids(rt.Handler)
 		if len(pids) != 1 {

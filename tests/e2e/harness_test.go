@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -15,13 +14,8 @@ import (
 // TestHarnessEvents checks that Events reports a task exit with its status.
 func TestHarnessEvents(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Ctr("run", "--rm", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "ev", "sh", "-c", "exit 3")
+		events := subscribe(t, c)
+		_, err := c.Ctr("run", "--rm", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "ev", "sh", "-c", "exit 3")
 		if harness.ExitCode(err) != 3 {
 			t.Fatalf("ctr run: %v", err)
 		}

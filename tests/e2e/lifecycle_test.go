@@ -32,12 +32,7 @@ func TestScenarioRunExitCode(t *testing.T) {
 // with 137, reported by the exit event, Get and ctr task delete.
 func TestScenarioKillFromOutside(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := subscribe(t, c)
 		tc := scTasks(t, c)
 		scRunDetached(t, c, rt, "k", "sleep", "600")
 		running := scWaitStatus(t, c, tc, "k", tasktypes.Status_RUNNING)

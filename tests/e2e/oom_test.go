@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -14,12 +13,7 @@ import (
 // killed: TaskOOM comes before its TaskExit and CRI says OOMKilled.
 func TestOOM(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := subscribe(t, c)
 		pod := harness.Pod{Name: "oom"}
 		podID, err := c.RunPod(pod, rt.Handler)
 		if err != nil {

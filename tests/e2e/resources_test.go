@@ -26,12 +26,7 @@ import (
 // with their events and states.
 func TestScenarioResources(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := subscribe(t, c)
 		tc := scTasks(t, c)
 		scRunDetached(t, c, rt, "r", "sleep", "600")
 		p := scWaitStatus(t, c, tc, "r", tasktypes.Status_RUNNING)

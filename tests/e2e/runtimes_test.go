@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 
 	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
@@ -43,4 +44,16 @@ func forEachVersion(t *testing.T, fn func(t *testing.T, c *harness.Containerd)) 
 			fn(t, harness.Start(t, harness.Options{Version: version}))
 		})
 	}
+}
+
+// subscribe returns c's live event stream for the rest of the test.
+func subscribe(t *testing.T, c *harness.Containerd) <-chan harness.Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	events, err := c.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
 }

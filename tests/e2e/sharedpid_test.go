@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -19,12 +18,7 @@ import (
 // is the other container's) and still report 3.
 func TestSharedPidNamespaceCleanup(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		events, err := c.Events(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		events := subscribe(t, c)
 		mustCtr(t, c, "run", "-d", "--runtime", rt.Type, harness.BusyboxImage, "host", "sleep", "600")
 		start := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/start" && e.ContainerID == "host" })
 		mustCtr(t, c, "run", "-d", "--runtime", rt.Type, "--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", start.Pid),
