@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // JournalName is the file, inside a task's bundle, that holds its exits.
@@ -35,18 +33,13 @@ type record struct {
 }
 
 // Journal is an append-only record of a task's exits. An exit is written
-// and synced before any waiter or event learns of it. Concurrent appends
-// share one fsync (group commit), so a burst of exits costs a few syncs,
-// not one each; on tmpfs, where containerd keeps bundles, there is nothing
-// to sync and it is skipped.
+// before any waiter or event learns of it. It is written, not fsynced: the
+// journal must outlive the shim process, and a completed write(2) does
+// (the page cache belongs to the kernel). It need not outlive the kernel:
+// a reboot ends every container, and containerd keeps bundles on tmpfs.
 type Journal struct {
-	mu      sync.Mutex
-	synced  *sync.Cond
-	f       *os.File
-	noSync  bool
-	written uint64 // records written
-	durable uint64 // records covered by a completed sync
-	syncing bool
+	mu sync.Mutex
+	f  *os.File
 }
 
 // CreateJournal opens (creating if needed) the journal in bundle and
@@ -60,8 +53,7 @@ func CreateJournal(bundle string, id Identity) (*Journal, error) {
 		f.Close()
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j := &Journal{f: f, noSync: onTmpfs(bundle)}
-	j.synced = sync.NewCond(&j.mu)
+	j := &Journal{f: f}
 	if err := j.append(record{Task: &id}); err != nil {
 		f.Close()
 		return nil, err
@@ -87,7 +79,7 @@ func endTornLine(f *os.File) error {
 	return err
 }
 
-// Exit durably records how the process execID ("" for init) ended.
+// Exit records how the process execID ("" for init) ended.
 func (j *Journal) Exit(execID string, st Status) error {
 	return j.append(record{ExecID: execID, Exit: &st})
 }
@@ -102,42 +94,7 @@ func (j *Journal) append(r record) error {
 	if _, err := j.f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
-	j.written++
-	if j.noSync {
-		return nil
-	}
-	return j.syncLocked(j.written)
-}
-
-// syncLocked returns once record n is covered by a sync: it runs one sync
-// for everything written so far, or waits for the one in flight.
-func (j *Journal) syncLocked(n uint64) error {
-	for j.durable < n {
-		if j.syncing {
-			j.synced.Wait()
-			continue
-		}
-		j.syncing = true
-		target := j.written
-		j.mu.Unlock()
-		err := j.f.Sync()
-		j.mu.Lock()
-		j.syncing = false
-		if err == nil {
-			j.durable = target
-		}
-		j.synced.Broadcast()
-		if err != nil {
-			return fmt.Errorf("sync journal: %w", err)
-		}
-	}
 	return nil
-}
-
-// onTmpfs reports whether dir is on tmpfs, where fsync does nothing.
-func onTmpfs(dir string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
 // Close closes the journal file.

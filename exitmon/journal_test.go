@@ -170,7 +170,7 @@ func appendRaw(t *testing.T, dir, s string) {
 	}
 }
 
-// TestJournalConcurrentExits: 200 exits appended at once (group commit)
+// TestJournalConcurrentExits: 200 exits appended at once
 // are all replayed, each intact.
 func TestJournalConcurrentExits(t *testing.T) {
 	dir := t.TempDir()

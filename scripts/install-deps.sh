@@ -57,8 +57,13 @@ build() {
 build_containerd() {
 	local v="$1" pkg=github.com/containerd/containerd/v2/cmd
 	mkdir -p "$BIN/containerd-$v"
-	build "containerd-$v" "containerd-$v" "containerd-$v/containerd containerd-$v/ctr containerd-$v/containerd-shim-runc-v2" \
-		go build -o "$BIN/containerd-$v/" "$pkg/containerd" "$pkg/ctr" "$pkg/containerd-shim-runc-v2"
+	build "containerd-$v" "containerd-$v" "containerd-$v/containerd containerd-$v/ctr" \
+		go build -o "$BIN/containerd-$v/" "$pkg/containerd" "$pkg/ctr"
+	# The stock shim is built as containerd's Makefile builds its releases
+	# (SHIM_CGO_ENABLED=0, static, -s -w), so the benchmark compares against
+	# the binary users actually run.
+	build "containerd-$v" "shim-$v" "containerd-$v/containerd-shim-runc-v2" \
+		env CGO_ENABLED=0 go build -ldflags "-s -w -extldflags -static" -o "$BIN/containerd-$v/" "$pkg/containerd-shim-runc-v2"
 }
 
 build_tools() {

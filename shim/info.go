@@ -9,14 +9,18 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/api/types/runc/options"
-	// Registers the type URL of runtime-spec's features.Features, which
-	// containerd decodes from RuntimeInfo.
-	_ "github.com/containerd/containerd/v2/core/runtime"
-	shimpkg "github.com/containerd/containerd/v2/pkg/shim"
-	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/typeurl/v2"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
+
+func init() {
+	// The type URL containerd decodes RuntimeInfo.Features with (it
+	// registers the same in core/runtime).
+	typeurl.Register(&features.Features{}, "types.containerd.io", "opencontainers/runtime-spec", "1", "features", "Features")
+}
 
 // Info describes the runtime for containerd's introspection, including
 // what runc supports (`runc features`): without it containerd's CRI plugin
@@ -27,12 +31,11 @@ func (m *Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeI
 		Version: &types.RuntimeVersion{Version: m.Version, Revision: m.Revision},
 	}
 	binary := runc.DefaultCommand
-	opts, err := shimpkg.ReadRuntimeOptions[*options.Options](optionsR)
+	opts, err := readRuntimeOptions(optionsR)
 	switch {
-	case errors.Is(err, errdefs.ErrNotFound):
 	case err != nil:
 		return nil, fmt.Errorf("runtime options: %w", err)
-	default:
+	case opts != nil:
 		if info.Options, err = typeurl.MarshalAnyToProto(opts); err != nil {
 			return nil, err
 		}
@@ -52,4 +55,26 @@ func (m *Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeI
 		return nil, err
 	}
 	return info, nil
+}
+
+// readRuntimeOptions reads runc options (a protobuf Any) from r; nil when r
+// is empty.
+func readRuntimeOptions(r io.Reader) (*options.Options, error) {
+	b, err := io.ReadAll(r)
+	if err != nil || len(b) == 0 {
+		return nil, err
+	}
+	var a anypb.Any
+	if err := proto.Unmarshal(b, &a); err != nil {
+		return nil, err
+	}
+	v, err := typeurl.UnmarshalAny(&a)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := v.(*options.Options)
+	if !ok {
+		return nil, errors.New("not runc options: " + a.TypeUrl)
+	}
+	return o, nil
 }

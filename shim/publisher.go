@@ -10,11 +10,11 @@ import (
 	eventsapi "github.com/containerd/containerd/api/events"
 	ttrpcevents "github.com/containerd/containerd/api/services/ttrpc/events/v1"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
@@ -51,7 +51,7 @@ func (p *publisher) Publish(ctx context.Context, topic string, ev any) error {
 		return err
 	}
 	_, err = ttrpcevents.NewEventsClient(c).Forward(ctx, &ttrpcevents.ForwardRequest{Envelope: &types.Envelope{
-		Timestamp: protobuf.ToTimestamp(time.Now()), Namespace: p.namespace, Topic: topic, Event: a,
+		Timestamp: timestamppb.New(time.Now()), Namespace: p.namespace, Topic: topic, Event: a,
 	}})
 	if err != nil {
 		p.drop(c)
@@ -106,7 +106,7 @@ func toAPI(ev any) (any, error) {
 		}
 		return &eventsapi.TaskExit{
 			ContainerID: e.ContainerID, ID: id, Pid: uint32(e.Pid),
-			ExitStatus: uint32(e.Code), ExitedAt: protobuf.ToTimestamp(e.ExitedAt),
+			ExitStatus: uint32(e.Code), ExitedAt: timestamppb.New(e.ExitedAt),
 		}, nil
 	case exitmon.OOMEvent:
 		return &eventsapi.TaskOOM{ContainerID: e.ContainerID}, nil

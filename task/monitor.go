@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"runtime"
+	"runtime/metrics"
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -28,10 +29,13 @@ type Counters struct {
 	Goroutines int `json:"goroutines"`
 	OpenFDs    int `json:"open_fds"`
 	// Go runtime memory, for the memory diet.
-	HeapInuse  uint64 `json:"heap_inuse_bytes"`
-	HeapIdle   uint64 `json:"heap_idle_bytes"`
-	StackInuse uint64 `json:"stack_inuse_bytes"`
-	GoSys      uint64 `json:"go_sys_bytes"`
+	HeapInuse    uint64 `json:"heap_inuse_bytes"`
+	HeapIdle     uint64 `json:"heap_idle_bytes"`
+	HeapReleased uint64 `json:"heap_released_bytes"` // idle and given back to the kernel
+	HeapLive     uint64 `json:"heap_live_bytes"`     // reachable at the last collection
+	StackInuse   uint64 `json:"stack_inuse_bytes"`
+	GoSys        uint64 `json:"go_sys_bytes"`
+	GCCycles     uint32 `json:"gc_cycles"`
 }
 
 func (s *Service) counters() Counters {
@@ -43,8 +47,18 @@ func (s *Service) counters() Counters {
 	runtime.ReadMemStats(&ms)
 	return Counters{
 		Counters: s.mon.Counters(), Tasks: n, Goroutines: runtime.NumGoroutine(), OpenFDs: len(fds),
-		HeapInuse: ms.HeapInuse, HeapIdle: ms.HeapIdle, StackInuse: ms.StackInuse, GoSys: ms.Sys,
+		HeapInuse: ms.HeapInuse, HeapIdle: ms.HeapIdle, HeapReleased: ms.HeapReleased, HeapLive: heapLive(),
+		StackInuse: ms.StackInuse, GoSys: ms.Sys, GCCycles: ms.NumGC,
 	}
+}
+
+func heapLive() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
 }
 
 func (s *Service) registerMonitor(server *ttrpc.Server) {

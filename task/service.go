@@ -9,20 +9,19 @@ import (
 	"os"
 	"sync"
 
-	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/runc/options"
 	apitypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/pkg/protobuf"
-	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 	"github.com/watchshim/containerd-shim-watch-v2/proc"
+	taskAPI "github.com/watchshim/containerd-shim-watch-v2/task/api"
 )
 
 // Version is reported by Connect.
@@ -34,15 +33,18 @@ var Version = "dev"
 type Service struct {
 	mon       *exitmon.Monitor
 	namespace string
-	sd        shutdown.Service
+	sd        Shutdowner
 
 	mu         sync.Mutex
 	containers map[string]*proc.Container
 	creating   map[string]struct{}
 }
 
+// Shutdowner is told when the shim serves no task any more.
+type Shutdowner interface{ Shutdown() }
+
 // New returns the service. sd is shut down once no task is left.
-func New(mon *exitmon.Monitor, namespace string, sd shutdown.Service) *Service {
+func New(mon *exitmon.Monitor, namespace string, sd Shutdowner) *Service {
 	return &Service{
 		mon: mon, namespace: namespace, sd: sd,
 		containers: map[string]*proc.Container{},
@@ -189,7 +191,7 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		s.mu.Unlock()
 	}
 	return &taskAPI.DeleteResponse{
-		Pid: uint32(st.Pid), ExitStatus: uint32(st.Code), ExitedAt: protobuf.ToTimestamp(st.ExitedAt),
+		Pid: uint32(st.Pid), ExitStatus: uint32(st.Code), ExitedAt: timestamppb.New(st.ExitedAt),
 	}, nil
 }
 
@@ -220,7 +222,7 @@ func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 	return &taskAPI.StateResponse{
 		ID: r.ID, ExecID: r.ExecID, Bundle: c.Bundle, Pid: uint32(st.Pid),
 		Status: statusOf(st.Status), Stdin: st.Stdio.Stdin, Stdout: st.Stdio.Stdout, Stderr: st.Stdio.Stderr,
-		Terminal: st.Stdio.Terminal, ExitStatus: uint32(st.ExitCode), ExitedAt: protobuf.ToTimestamp(st.ExitedAt),
+		Terminal: st.Stdio.Terminal, ExitStatus: uint32(st.ExitCode), ExitedAt: timestamppb.New(st.ExitedAt),
 	}, nil
 }
 
@@ -234,7 +236,7 @@ func (s *Service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 	if err != nil {
 		return nil, toTTRPC(err)
 	}
-	return &taskAPI.WaitResponse{ExitStatus: uint32(st.Code), ExitedAt: protobuf.ToTimestamp(st.ExitedAt)}, nil
+	return &taskAPI.WaitResponse{ExitStatus: uint32(st.Code), ExitedAt: timestamppb.New(st.ExitedAt)}, nil
 }
 
 // Kill signals a process (with All, every process of the container).

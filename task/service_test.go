@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+	taskAPI "github.com/watchshim/containerd-shim-watch-v2/task/api"
 	"github.com/watchshim/containerd-shim-watch-v2/proc"
 )
 

@@ -1,0 +1,165 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/containerd/fifo"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+	"github.com/watchshim/containerd-shim-watch-v2/proc"
+	"github.com/watchshim/containerd-shim-watch-v2/task"
+)
+
+// socketEnv carries the server's own socket address from `start` to the
+// server, so it can remove the socket when it shuts down.
+const socketEnv = "WATCH_SHIM_SOCKET"
+
+// ttrpcAddressEnv is where containerd listens for events from shims.
+const ttrpcAddressEnv = "TTRPC_ADDRESS"
+
+// drainTimeout bounds how long an exiting server keeps delivering queued
+// events; containerd waits for Shutdown's connection to close.
+const drainTimeout = 4 * time.Second
+
+// serve is the server: one per pod, serving the task API on the socket
+// `start` created (inherited as fd 3) until containerd shuts it down.
+func serve(ctx context.Context, f flags) error {
+	tuneRuntime()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become subreaper: %w", err)
+	}
+	// containerd reads the shim's log from the "log" fifo in the bundle.
+	if logFifo, err := fifo.OpenFifoDup2(ctx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd())); err == nil {
+		log.L.Logger.SetOutput(logFifo)
+	}
+	_ = log.SetFormat(log.TextFormat)
+	if f.debug {
+		_ = log.SetLevel("debug")
+	}
+	// Our stderr is the log fifo: a containerd restart must not kill us
+	// with SIGPIPE.
+	signal.Ignore(unix.SIGPIPE)
+
+	l, err := listener(f.socket)
+	if err != nil {
+		return err
+	}
+	server, err := ttrpc.NewServer()
+	if err != nil {
+		return err
+	}
+	pub := newPublisher(os.Getenv(ttrpcAddressEnv), f.namespace)
+	mon := exitmon.New(pub)
+	proc.UseMonitor(mon)
+	monCtx, stopMon := context.WithCancel(context.Background())
+	defer stopMon()
+	go mon.Run(monCtx)
+	go trimMemory(monCtx, 30*time.Second)
+
+	done := newShutdown()
+	svc := task.New(mon, f.namespace, done)
+	if err := svc.RegisterTTRPC(server); err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(ctx, l) }()
+	go dumpStacksOnSIGUSR1(ctx)
+
+	exit := make(chan os.Signal, 1)
+	signal.Notify(exit, unix.SIGTERM, unix.SIGINT)
+	select {
+	case <-done.C():
+		log.G(ctx).Debug("shutdown requested")
+	case s := <-exit:
+		log.G(ctx).WithField("signal", s).Info("exit signal")
+	case err := <-serveErr:
+		return fmt.Errorf("ttrpc server: %w", err)
+	}
+	// The last TaskExit/TaskDelete of the last task may still be queued;
+	// containerd is up (it asked us to go), so deliver them first.
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := mon.Drain(dctx); err != nil {
+		log.G(ctx).WithError(err).Warn("exiting with undelivered events")
+	}
+	removeOwnSocket(f.socket)
+	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	defer scancel()
+	_ = server.Shutdown(sctx)
+	return pub.Close()
+}
+
+// tuneRuntime sizes the Go runtime for a process that mostly waits: one P
+// (its work is syscalls and short handlers; every extra P keeps its own
+// cache of partly used heap spans) and a lower GC target than Go's default.
+func tuneRuntime() {
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(40)
+}
+
+func listener(path string) (net.Listener, error) {
+	if path != "" {
+		return net.Listen("unix", path)
+	}
+	f := os.NewFile(3, "socket")
+	defer f.Close()
+	return net.FileListener(f)
+}
+
+func removeOwnSocket(path string) {
+	if path != "" {
+		_ = os.Remove(path)
+		return
+	}
+	if addr := os.Getenv(socketEnv); addr != "" {
+		_ = removeSocket(addr)
+	}
+}
+
+// shutdown is closed once, when the task service has no task left.
+type shutdown struct {
+	once sync.Once
+	c    chan struct{}
+}
+
+func newShutdown() *shutdown { return &shutdown{c: make(chan struct{})} }
+
+// Shutdown asks the server to exit.
+func (s *shutdown) Shutdown() { s.once.Do(func() { close(s.c) }) }
+
+// C is closed when shutdown was asked for.
+func (s *shutdown) C() <-chan struct{} { return s.c }
+
+// dumpStacksOnSIGUSR1 logs every goroutine's stack on SIGUSR1.
+func dumpStacksOnSIGUSR1(ctx context.Context) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, unix.SIGUSR1)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+		buf := make([]byte, 1<<16)
+		for {
+			n := runtime.Stack(buf, true)
+			if n < len(buf) {
+				buf = buf[:n]
+				break
+			}
+			buf = make([]byte, 2*len(buf))
+		}
+		log.G(ctx).Infof("=== goroutine stack dump ===\n%s\n=== end of dump ===", buf)
+	}
+}
