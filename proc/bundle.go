@@ -25,8 +25,33 @@ const (
 	AnnotationPodUID        = "io.kubernetes.cri.sandbox-uid"
 )
 
-// readSpec reads the bundle's OCI spec.
-func readSpec(bundle string) (*specs.Spec, error) {
+// ociSpec is the part of the bundle's config.json (a runtime-spec Spec)
+// the shim itself reads; runc reads the whole file. The json tags are
+// runtime-spec's.
+//
+// The shim decodes only this and not specs.Spec on purpose: encoding/json
+// keeps its reflection data for every type it ever decoded for the life of
+// the process, and for specs.Spec's type tree that is ~150 KiB in every
+// shim. Add a field here only when the shim needs it.
+type ociSpec struct {
+	// Process is only checked for presence: a spec without one is
+	// invalid (runc gets the real one from config.json).
+	Process     *struct{}         `json:"process,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Linux       *ociLinux         `json:"linux,omitempty"`
+}
+
+type ociLinux struct {
+	Namespaces []ociNamespace `json:"namespaces,omitempty"`
+}
+
+type ociNamespace struct {
+	Type specs.LinuxNamespaceType `json:"type"`
+	Path string                   `json:"path,omitempty"`
+}
+
+// readSpec reads what the shim needs of the bundle's OCI spec.
+func readSpec(bundle string) (*ociSpec, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -34,7 +59,7 @@ func readSpec(bundle string) (*specs.Spec, error) {
 		}
 		return nil, err
 	}
-	var s specs.Spec
+	var s ociSpec
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("bundle config.json: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
@@ -44,9 +69,14 @@ func readSpec(bundle string) (*specs.Spec, error) {
 	return &s, nil
 }
 
-// IdentityOf tells what the task is within its pod from its annotations.
+// IdentityOf tells what the task is within its pod from its spec's
+// annotations.
 func IdentityOf(id, ns string, s *specs.Spec) exitmon.Identity {
-	a := s.Annotations
+	return identityOf(id, ns, s.Annotations)
+}
+
+// identityOf tells what the task is within its pod from its annotations.
+func identityOf(id, ns string, a map[string]string) exitmon.Identity {
 	idn := exitmon.Identity{
 		ID: id, Namespace: ns,
 		Sandbox:      a[AnnotationContainerType] == "sandbox",
@@ -63,7 +93,7 @@ func IdentityOf(id, ns string, s *specs.Spec) exitmon.Identity {
 
 // ownPidNamespace reports whether the container gets a new pid namespace,
 // where the kernel kills everything when init dies.
-func ownPidNamespace(s *specs.Spec) bool {
+func ownPidNamespace(s *ociSpec) bool {
 	if s.Linux == nil {
 		return false
 	}

@@ -57,11 +57,13 @@ type Container struct {
 
 	runc   *runc.Runc
 	opts   *options.Options
-	spec   *specs.Spec
 	task   *exitmon.Task
 	rootfs string
 	cg     *cgroup
 	init   *Process
+
+	// ownPidNS: the spec gives the container its own pid namespace.
+	ownPidNS bool
 
 	mu    sync.Mutex
 	execs map[string]*Process
@@ -79,9 +81,9 @@ func Create(ctx context.Context, m *exitmon.Monitor, cfg CreateConfig) (_ *Conta
 	}
 	c := &Container{
 		ID: cfg.ID, Namespace: cfg.Namespace, Bundle: cfg.Bundle,
-		Identity: IdentityOf(cfg.ID, cfg.Namespace, spec),
+		Identity: identityOf(cfg.ID, cfg.Namespace, spec.Annotations),
 		runc:     newRunc(cfg.Namespace, cfg.Bundle, opts),
-		opts:     opts, spec: spec, execs: map[string]*Process{},
+		opts:     opts, ownPidNS: ownPidNamespace(spec), execs: map[string]*Process{},
 	}
 	if err := saveRunc(cfg.Bundle, opts); err != nil {
 		return nil, err
@@ -133,7 +135,7 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 	} else {
 		c.task.SetOOMCheck(c.cg.oomKilled)
 	}
-	if !ownPidNamespace(c.spec) {
+	if !c.ownPidNS {
 		c.task.SetInitExitHook(c.killRemaining)
 	}
 	p.mp.Watch(l.tok, l.pid, l.pidfd)

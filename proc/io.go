@@ -120,7 +120,7 @@ func (p *pio) attachStdin(ctx context.Context, dst io.WriteCloser) error {
 	p.closers = append(p.closers, f)
 	p.mu.Unlock()
 	go func() {
-		_, _ = io.Copy(dst, f)
+		_, _ = copyStream(dst, f)
 		if !p.stdio.Terminal {
 			p.CloseStdin()
 		}
@@ -148,11 +148,13 @@ func (p *pio) attachOutputs(ctx context.Context, env []string) error {
 	return nil
 }
 
+// copy copies r to w until r's writer is gone, then closes w. See
+// copyStream: no buffer is kept per stream.
 func (p *pio) copy(w io.WriteCloser, r io.Reader) {
 	p.copies.Add(1)
 	go func() {
 		defer p.copies.Done()
-		_, _ = io.Copy(w, r)
+		_, _ = copyStream(w, r)
 		w.Close()
 	}()
 }
@@ -210,8 +212,14 @@ func (p *pio) startLogger(u *url.URL, env []string) error {
 		return fmt.Errorf("start logger %s: %w", u.Path, err)
 	}
 	go func() { <-ch }()
-	_, _ = io.Copy(io.Discard, r)
-	return nil
+	// The logger writes nothing to fd 5; it only closes it when ready.
+	// Read to EOF without io.Copy's buffer.
+	var b [64]byte
+	for {
+		if _, err := r.Read(b[:]); err != nil {
+			return nil
+		}
+	}
 }
 
 // CloseStdin closes the process's stdin (CloseIO).
