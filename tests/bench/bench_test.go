@@ -233,6 +233,12 @@ func (b *bencher) burstFigures() {
 	b.m["exit_event_p50_ms"] = percentile(r.eventLat, 50)
 	b.m["exit_event_p99_ms"] = percentile(r.eventLat, 99)
 	b.m["exit_event_max_ms"] = percentile(r.eventLat, 100)
+	// The split: how long the shim took to send (its envelope timestamp;
+	// containerd forwards the envelope unchanged) and the rest, containerd
+	// and the subscriber.
+	if len(r.shimLat) == len(r.eventLat) {
+		b.m["exit_send_p99_ms"] = percentile(r.shimLat, 99)
+	}
 	b.m["burst200_wait_wall_ms"] = r.exitWall
 	cancel()
 
@@ -251,6 +257,7 @@ type burstResult struct {
 	cpuAll    float64   // shim CPU ms for Exec+Start+exit+Wait+Delete of all execs
 	cpuExit   float64   // shim CPU ms from the release until the last Wait returned
 	eventLat  []float64 // ms from exited_at to receipt by the ctr events subscriber
+	shimLat   []float64 // ms from exited_at to the envelope timestamp the shim set when it sent the event
 }
 
 // burst starts n execs blocked on the FIFO, spread over ctrs, with a Wait
@@ -269,7 +276,7 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 
 	// Event receipts, recorded as soon as ctr prints them.
 	var evMu sync.Mutex
-	var eventLat []float64
+	var eventLat, shimLat []float64
 	evDone := make(chan struct{})
 	want := map[string]bool{}
 	for i := 0; i < n; i++ {
@@ -287,6 +294,9 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 				}
 				evMu.Lock()
 				eventLat = append(eventLat, ms(now.Sub(e.ExitedAt)))
+				if sent, err := time.Parse(ctrTimeLayout, e.Timestamp); err == nil {
+					shimLat = append(shimLat, ms(sent.Sub(e.ExitedAt)))
+				}
 				evMu.Unlock()
 				if got++; got == n {
 					return
@@ -417,8 +427,12 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 		cpuAll:    cpu1 - cpu0,
 		cpuExit:   cpuW - cpuR,
 		eventLat:  append([]float64(nil), eventLat...),
+		shimLat:   append([]float64(nil), shimLat...),
 	}
 }
+
+// ctrTimeLayout is how `ctr events` prints an envelope's timestamp.
+const ctrTimeLayout = "2006-01-02 15:04:05.999999999 -0700 MST"
 
 // waitBlocked waits until every pid sleeps in the FIFO open (wchan), at
 // most 60 s.
