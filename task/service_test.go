@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
-	taskAPI "github.com/watchshim/containerd-shim-watch-v2/task/api"
 	"github.com/watchshim/containerd-shim-watch-v2/proc"
+	taskAPI "github.com/watchshim/containerd-shim-watch-v2/task/api"
 )
 
 // fakeShutdown counts Shutdown calls.
