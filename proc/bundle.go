@@ -69,6 +69,15 @@ func readSpec(bundle string) (*ociSpec, error) {
 	return &s, nil
 }
 
+// BundleAnnotations returns the annotations of the bundle's OCI spec.
+func BundleAnnotations(bundle string) (map[string]string, error) {
+	s, err := readSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	return s.Annotations, nil
+}
+
 // IdentityOf tells what the task is within its pod from its spec's
 // annotations.
 func IdentityOf(id, ns string, s *specs.Spec) exitmon.Identity {

@@ -6,7 +6,6 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,7 +19,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 	"github.com/watchshim/containerd-shim-watch-v2/proc"
@@ -39,9 +37,9 @@ type Manager struct {
 
 // groupOf picks the shim a container belongs to: our group annotation,
 // else its pod's sandbox id, else its own id.
-func groupOf(id string, s *specs.Spec) string {
+func groupOf(id string, annotations map[string]string) string {
 	for _, key := range []string{GroupAnnotation, proc.AnnotationSandboxID} {
-		if g := s.Annotations[key]; g != "" {
+		if g := annotations[key]; g != "" {
 			return g
 		}
 	}
@@ -51,11 +49,11 @@ func groupOf(id string, s *specs.Spec) string {
 // Start finds or starts the server for the container's group and returns
 // its address. It runs in the bundle directory.
 func (m *Manager) Start(ctx context.Context, f flags) (string, error) {
-	spec, err := readSpecFile(filepath.Join(f.bundle, "config.json"))
+	annotations, err := proc.BundleAnnotations(f.bundle)
 	if err != nil {
 		return "", err
 	}
-	group := groupOf(f.id, spec)
+	group := groupOf(f.id, annotations)
 	if err := identifiers.Validate(group); err != nil {
 		return "", fmt.Errorf("shim group %q: %w", group, err)
 	}
@@ -150,16 +148,4 @@ func (m *Manager) Stop(ctx context.Context, f flags) (exitmon.Status, error) {
 	}
 	pid, _ := proc.InitPid(bundle)
 	return exitmon.Status{Pid: pid, Code: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}, nil
-}
-
-func readSpecFile(path string) (*specs.Spec, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var s specs.Spec
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
-	}
-	return &s, nil
 }

@@ -3,7 +3,6 @@ package shim
 import (
 	"testing"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // TestGroupOf: our group annotation wins over the CRI sandbox id, which
@@ -19,7 +18,7 @@ func TestGroupOf(t *testing.T) {
 		{"explicit", map[string]string{GroupAnnotation: "web", "io.kubernetes.cri.sandbox-id": "pod1"}, "web"},
 		{"empty annotation", map[string]string{GroupAnnotation: ""}, "c1"},
 	} {
-		if got := groupOf("c1", &specs.Spec{Annotations: tc.ann}); got != tc.want {
+		if got := groupOf("c1", tc.ann); got != tc.want {
 			t.Errorf("%s: groupOf = %q, want %q", tc.name, got, tc.want)
 		}
 	}
