@@ -2,7 +2,6 @@ package shim
 
 import (
 	"testing"
-
 )
 
 // TestGroupOf: our group annotation wins over the CRI sandbox id, which
