@@ -23,7 +23,9 @@ var (
 
 // outbox keeps one ordered queue per task and a bounded pool of workers.
 // A queue is served by at most one worker at a time, so a task's events
-// leave in the order they were queued. A failed send parks only that queue
+// leave in the order they were queued, except that a run of adjacent free
+// events (exec exits, which containerd does not order among themselves)
+// is sent concurrently. A failed send parks only that queue
 // (with capped exponential backoff) and frees the worker for other tasks.
 // Events are never evicted.
 type outbox struct {
@@ -42,7 +44,17 @@ type item struct {
 	topic  string
 	event  any
 	queued time.Time
+	// free marks an event whose order relative to the other free events
+	// next to it in the queue does not matter (the exits of a task's execs).
+	// Such a run of events is sent concurrently; every other event is a
+	// barrier: it leaves alone, after all events before it were delivered
+	// and before any event after it is sent.
+	free bool
 }
+
+// maxInFlight caps the sends a queue keeps in flight for a run of free
+// events.
+const maxInFlight = 64
 
 // queue is one task's ordered events.
 type queue struct {
@@ -77,15 +89,23 @@ func (ob *outbox) newQueue(spillPath string) *queue {
 	return q
 }
 
-// push appends an event; it never blocks on delivery.
-func (q *queue) push(topic string, ev any) {
+// push appends an event that is delivered after every event pushed before
+// it. It never blocks on delivery.
+func (q *queue) push(topic string, ev any) { q.add(item{topic: topic, event: ev}) }
+
+// pushFree appends an event that may be delivered concurrently with the
+// free events adjacent to it, still after every barrier pushed before it
+// and before every barrier pushed after it.
+func (q *queue) pushFree(topic string, ev any) { q.add(item{topic: topic, event: ev, free: true}) }
+
+func (q *queue) add(it item) {
 	ob := q.ob
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	if q.closed {
 		return
 	}
-	it := item{topic: topic, event: ev, queued: time.Now()}
+	it.queued = time.Now()
 	if !q.spillLocked(it) {
 		q.items = append(q.items, it)
 	}
@@ -130,7 +150,9 @@ func (ob *outbox) work() {
 	}
 }
 
-// serve sends q's events in order until it is empty or a send fails.
+// serve sends q's events until it is empty or a send fails. A barrier is
+// sent alone; a run of free events at the head is sent concurrently, and
+// the ones that failed stay at the head for the retry.
 func (ob *outbox) serve(q *queue) {
 	for {
 		ob.mu.Lock()
@@ -140,28 +162,68 @@ func (ob *outbox) serve(q *queue) {
 			ob.mu.Unlock()
 			return
 		}
-		it := q.items[0]
+		n := 1
+		if q.items[0].free {
+			for n < len(q.items) && n < maxInFlight && q.items[n].free {
+				n++
+			}
+		}
+		// Only serve removes items, so the first n stay put while unlocked.
+		batch := q.items[:n:n]
 		ob.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := ob.pub.Publish(ctx, it.topic, it.event)
-		cancel()
+		failed := ob.send(batch)
 
 		ob.mu.Lock()
-		if err != nil {
+		ob.sent += uint64(n - len(failed))
+		if len(failed) > 0 {
+			q.items = append(failed, q.items[n:]...)
 			q.attempt++
-			ob.retried++
+			ob.retried += uint64(len(failed))
 			delay := backoff(q.attempt)
 			ob.mu.Unlock()
 			time.AfterFunc(delay, func() { ob.ready <- q })
 			return
 		}
-		q.items = q.items[1:]
+		q.items = q.items[n:]
 		q.refillLocked()
 		q.attempt = 0
-		ob.sent++
 		ob.mu.Unlock()
 	}
+}
+
+// send publishes batch, concurrently when it holds more than one event,
+// and returns the events that were not delivered, in their order.
+func (ob *outbox) send(batch []item) []item {
+	publish := func(it item) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return ob.pub.Publish(ctx, it.topic, it.event)
+	}
+	if len(batch) == 1 {
+		if publish(batch[0]) != nil {
+			return []item{batch[0]}
+		}
+		return nil
+	}
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i := 1; i < len(batch); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = publish(batch[i])
+		}()
+	}
+	errs[0] = publish(batch[0])
+	wg.Wait()
+	var failed []item
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, batch[i])
+		}
+	}
+	return failed
 }
 
 func backoff(attempt int) time.Duration {

@@ -1,8 +1,10 @@
 package exitmon
 
 import (
+	"context"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -228,5 +230,145 @@ func TestBackoff(t *testing.T) {
 			t.Fatalf("backoff(%d) = %v after %v (cap %v)", attempt, d, prev, c)
 		}
 		prev = d
+	}
+}
+
+// flightPub is a Publisher that records delivery order and how many sends
+// were in flight at once. The first send of an event waits (up to 2 s)
+// until holdFor(n) sends have been in flight at once, so a run that is really sent
+// concurrently is seen whole; a barrier's send notes whether anything else was in
+// flight beside it.
+type flightPub struct {
+	mu         sync.Mutex
+	inFlight   int
+	maxFlight  int
+	overlapped []int // barriers sent while another send was in flight
+	delivered  []int
+	failOnce   map[int]bool
+	holdFor    func(n int) int
+	tried      map[int]bool
+	gate       chan struct{} // event 0's send waits for it: the queue fills first
+}
+
+func (p *flightPub) Publish(_ context.Context, topic string, ev any) error {
+	n := ev.(tev).n
+	if n == 0 {
+		<-p.gate
+	}
+	free := topic == "/free"
+	p.mu.Lock()
+	p.inFlight++
+	p.maxFlight = max(p.maxFlight, p.inFlight)
+	if !free && p.inFlight > 1 {
+		p.overlapped = append(p.overlapped, n)
+	}
+	hold := 0
+	if free && !p.tried[n] {
+		hold = p.holdFor(n)
+	}
+	p.tried[n] = true
+	p.mu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for hold > 0 && time.Now().Before(deadline) {
+		p.mu.Lock()
+		enough := p.maxFlight >= hold
+		p.mu.Unlock()
+		if enough {
+			// Stay in flight a little longer: sends beyond a cap would
+			// pile up on top of this run now.
+			time.Sleep(20 * time.Millisecond)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight--
+	if p.failOnce[n] {
+		delete(p.failOnce, n)
+		return fmt.Errorf("injected failure of %d", n)
+	}
+	p.delivered = append(p.delivered, n)
+	return nil
+}
+
+func (p *flightPub) snapshot() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int(nil), p.delivered...)
+}
+
+// TestOutboxFreeRunsAreConcurrent: a run of free events (exec exits) is
+// sent concurrently, at most maxInFlight at a time; barriers are sent
+// alone, after every event queued before them and before every event
+// queued after them, also when some free sends fail and are retried.
+func TestOutboxFreeRunsAreConcurrent(t *testing.T) {
+	pub := &flightPub{failOnce: map[int]bool{5: true, 7: true, 90: true}, tried: map[int]bool{},
+		gate: make(chan struct{}),
+		holdFor: func(n int) int {
+			switch {
+			case n <= 20:
+				return 20 // the first run, whole
+			case n < 22+maxInFlight:
+				return maxInFlight // the second run's first batch
+			}
+			return 0
+		}}
+	ob := newOutbox(pub, 2)
+	q := ob.newQueue("")
+	// 0: barrier; 1..20 free; 21: barrier; 22..121 free (100, more than
+	// maxInFlight); 122: barrier.
+	q.push("/barrier", tev{"T", 0})
+	for n := 1; n <= 20; n++ {
+		q.pushFree("/free", tev{"T", n})
+	}
+	q.push("/barrier", tev{"T", 21})
+	for n := 22; n <= 121; n++ {
+		q.pushFree("/free", tev{"T", n})
+	}
+	q.push("/barrier", tev{"T", 122})
+	q.close()
+	close(pub.gate)
+	select {
+	case <-q.drained:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("queue not drained; delivered %v", pub.snapshot())
+	}
+	got := pub.snapshot()
+	if len(got) != 123 {
+		t.Fatalf("delivered %d events, want 123 once each: %v", len(got), got)
+	}
+	pos := map[int]int{}
+	for i, n := range got {
+		if _, dup := pos[n]; dup {
+			t.Fatalf("event %d delivered twice: %v", n, got)
+		}
+		pos[n] = i
+	}
+	for n := 1; n <= 121; n++ {
+		if n == 21 {
+			continue
+		}
+		lo, hi := 0, 21
+		if n > 21 {
+			lo, hi = 21, 122
+		}
+		if pos[n] < pos[lo] || pos[n] > pos[hi] {
+			t.Fatalf("free event %d delivered outside its barriers %d..%d: %v", n, lo, hi, got)
+		}
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.overlapped) > 0 {
+		t.Fatalf("barriers %v were sent while other sends were in flight", pub.overlapped)
+	}
+	if pub.maxFlight < 20 {
+		t.Fatalf("at most %d sends in flight: free runs are not sent concurrently", pub.maxFlight)
+	}
+	if pub.maxFlight > maxInFlight {
+		t.Fatalf("%d sends in flight, cap is %d", pub.maxFlight, maxInFlight)
+	}
+	if c := ob.counters(); c.EventsSent != 123 || c.EventsRetried != 3 {
+		t.Fatalf("counters %+v, want 123 sent and 3 retried", c)
 	}
 }

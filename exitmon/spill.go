@@ -39,6 +39,7 @@ type spillRecord struct {
 	Topic  string    `json:"t"`
 	Queued time.Time `json:"q"`
 	Event  []byte    `json:"e"`
+	Free   bool      `json:"f,omitempty"`
 }
 
 // put appends an event to the file.
@@ -47,7 +48,7 @@ func (s *spill) put(it item) error {
 	if err != nil {
 		return err
 	}
-	line, err := json.Marshal(spillRecord{Topic: it.topic, Queued: it.queued, Event: b})
+	line, err := json.Marshal(spillRecord{Topic: it.topic, Queued: it.queued, Event: b, Free: it.free})
 	if err != nil {
 		return err
 	}
@@ -82,7 +83,7 @@ func (s *spill) take() (item, error) {
 	if err != nil {
 		return item{}, err
 	}
-	return item{topic: rec.Topic, event: ev, queued: rec.Queued}, nil
+	return item{topic: rec.Topic, event: ev, queued: rec.Queued, free: rec.Free}, nil
 }
 
 // reset removes the file once everything was read back.

@@ -23,7 +23,8 @@ type (
 // Task is one container's exit domain: its init, its execs, its journal and
 // its ordered event queue. It enforces the event order Create < Start <
 // Exit < Delete, every exec's exit before the init's, and nothing after
-// Delete. It is safe for concurrent use.
+// Delete. Exec exits queued next to each other are the only events whose
+// relative order is not kept. It is safe for concurrent use.
 type Task struct {
 	id      string
 	who     Identity
@@ -157,7 +158,15 @@ func (t *Task) finishLocked(p *Process) {
 	if p.execID == "" && st.OOM {
 		t.publishLocked(TopicOOM, OOMEvent{ContainerID: t.id})
 	}
-	t.publishLocked(TopicExit, ExitEvent{ContainerID: t.id, ExecID: p.execID, Status: st})
+	ev := ExitEvent{ContainerID: t.id, ExecID: p.execID, Status: st}
+	if p.execID == "" {
+		t.publishLocked(TopicExit, ev)
+	} else if !t.deleted {
+		// An exec's exit follows its start (already queued) and precedes
+		// the init's exit (queued later); among other execs' exits it has
+		// no order, so a burst of them is sent concurrently.
+		t.q.pushFree(TopicExit, ev)
+	}
 	close(p.done)
 	if p.execID != "" && t.heldInit != nil && t.runningExecsLocked() == 0 {
 		t.heldInit = nil
