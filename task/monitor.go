@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -36,6 +37,10 @@ type Counters struct {
 	StackInuse   uint64 `json:"stack_inuse_bytes"`
 	GoSys        uint64 `json:"go_sys_bytes"`
 	GCCycles     uint32 `json:"gc_cycles"`
+	// MemoryClasses is the Go runtime's own split of the memory it has
+	// mapped (runtime/metrics /memory/classes/..., in bytes, keyed without
+	// the prefix and unit): where a shim's resident memory goes.
+	MemoryClasses map[string]uint64 `json:"memory_classes,omitempty"`
 }
 
 func (s *Service) counters() Counters {
@@ -48,8 +53,26 @@ func (s *Service) counters() Counters {
 	return Counters{
 		Counters: s.mon.Counters(), Tasks: n, Goroutines: runtime.NumGoroutine(), OpenFDs: len(fds),
 		HeapInuse: ms.HeapInuse, HeapIdle: ms.HeapIdle, HeapReleased: ms.HeapReleased, HeapLive: heapLive(),
-		StackInuse: ms.StackInuse, GoSys: ms.Sys, GCCycles: ms.NumGC,
+		StackInuse: ms.StackInuse, GoSys: ms.Sys, GCCycles: ms.NumGC, MemoryClasses: memoryClasses(),
 	}
+}
+
+func memoryClasses() map[string]uint64 {
+	const prefix, unit = "/memory/classes/", ":bytes"
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, prefix) && strings.HasSuffix(d.Name, unit) && d.Name != prefix+"total"+unit {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	out := make(map[string]uint64, len(samples))
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			out[strings.TrimSuffix(strings.TrimPrefix(s.Name, prefix), unit)] = s.Value.Uint64()
+		}
+	}
+	return out
 }
 
 func heapLive() uint64 {

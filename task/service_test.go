@@ -274,3 +274,23 @@ func TestToTTRPC(t *testing.T) {
 		wantErr(t, tc.want.name, toTTRPC(wrapped), tc.want)
 	}
 }
+
+// TestCountersMemoryClasses: the counters carry the Go runtime's split of
+// its mapped memory, and the parts add up to what it says it has mapped.
+func TestCountersMemoryClasses(t *testing.T) {
+	s, _, _ := serve(t)
+	c := s.counters()
+	for _, k := range []string{"heap/objects", "heap/released", "os-stacks", "metadata/other", "metadata/mspan/inuse"} {
+		if _, ok := c.MemoryClasses[k]; !ok {
+			t.Fatalf("memory class %q missing: %v", k, c.MemoryClasses)
+		}
+	}
+	var sum uint64
+	for _, v := range c.MemoryClasses {
+		sum += v
+	}
+	// Sys and the classes are read a moment apart; allow some drift.
+	if sum == 0 || sum > c.GoSys+1<<20 || sum+1<<20 < c.GoSys {
+		t.Fatalf("memory classes sum to %d, runtime has %d mapped: %v", sum, c.GoSys, c.MemoryClasses)
+	}
+}
