@@ -67,3 +67,24 @@ func TestOutboxSpillsBeyondMemCap(t *testing.T) {
 		t.Fatalf("spill file left after draining: %v", err)
 	}
 }
+
+// TestSpillKeepsFreeFlag: an exec exit spilled to the bundle comes back
+// still free, and a barrier still a barrier.
+func TestSpillKeepsFreeFlag(t *testing.T) {
+	s := &spill{path: filepath.Join(t.TempDir(), SpillName), codec: codecRecorder{newRecorder()}}
+	for i, free := range []bool{true, false, true} {
+		if err := s.put(item{topic: "/t", event: tev{"A", i}, free: free}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []bool{true, false, true} {
+		it, err := s.take()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it.free != want || it.event.(tev).n != i {
+			t.Fatalf("event %d came back as %+v, want free=%v", i, it, want)
+		}
+	}
+	s.reset()
+}
