@@ -1,12 +1,13 @@
 package proc
 
 import (
+	"bytes"
 	"fmt"
-	"path/filepath"
+	"os"
+	"sync"
 
-	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/cgroups/v3/cgroup2"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
@@ -14,39 +15,107 @@ import (
 // cgroupRoot is where cgroupfs is mounted; tests point it elsewhere.
 var cgroupRoot = "/sys/fs/cgroup"
 
-// cgroup is a container's cgroup, v1 or v2, loaded from its init's pid.
+// cgroup is a container's cgroup, v1 or v2, found from its init's pid.
 type cgroup struct {
-	v1     cgroup1.Cgroup
-	v2     *cgroup2.Manager
-	memDir string
+	v2     string // the unified directory, or "" on cgroup v1
+	v1     v1Dirs
+	memDir string // where memory.events or memory.oom_control live
+
+	mu  sync.Mutex // guards the buffers of stats
+	r   statReader
+	out pbuf
+}
+
+// unified reports whether cgroupRoot is a cgroup v2 mount (not v1 or hybrid).
+func unified() bool {
+	var st unix.Statfs_t
+	return unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 }
 
 func loadCgroup(pid int) (*cgroup, error) {
-	legacy, unified, err := cgroups.ParseCgroupFileUnified(fmt.Sprintf("/proc/%d/cgroup", pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cgroup", procRoot, pid))
 	if err != nil {
 		return nil, err
 	}
-	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.Load(unified)
-		if err != nil {
-			return nil, err
+	paths := parseProcCgroup(b)
+	if unified() {
+		p, ok := paths[""]
+		if !ok {
+			return nil, fmt.Errorf("pid %d: no cgroup v2 entry", pid)
 		}
-		return &cgroup{v2: m, memDir: filepath.Join(cgroupRoot, unified)}, nil
+		dir := cgroupRoot + p
+		return &cgroup{v2: dir, memDir: dir}, nil
 	}
-	cg, err := cgroup1.Load(cgroup1.PidPath(pid))
-	if err != nil {
-		return nil, err
+	g := &cgroup{}
+	for _, c := range []struct {
+		name string
+		dir  *string
+	}{
+		{"memory", &g.v1.memory}, {"cpu", &g.v1.cpu}, {"cpuacct", &g.v1.cpuacct},
+		{"blkio", &g.v1.blkio}, {"pids", &g.v1.pids}, {"hugetlb", &g.v1.hugetlb},
+		{"rdma", &g.v1.rdma},
+	} {
+		p, ok := paths[c.name]
+		if !ok {
+			continue
+		}
+		dir := cgroupRoot + "/" + c.name + p
+		if _, err := os.Stat(dir); err == nil {
+			*c.dir = dir
+		}
 	}
-	return &cgroup{v1: cg, memDir: filepath.Join(cgroupRoot, "memory", legacy["memory"])}, nil
+	if g.v1 == (v1Dirs{}) {
+		return nil, fmt.Errorf("pid %d: no cgroup v1 controller with statistics", pid)
+	}
+	g.memDir = g.v1.memory
+	return g, nil
 }
 
-// stats returns the cgroup's metrics: *v1.Metrics or *v2.Metrics.
-func (g *cgroup) stats() (any, error) {
-	if g.v2 != nil {
-		return g.v2.Stat()
+// parseProcCgroup maps each controller of /proc/PID/cgroup to its path;
+// the cgroup v2 entry is under "".
+func parseProcCgroup(b []byte) map[string]string {
+	paths := make(map[string]string)
+	for len(b) > 0 {
+		var line []byte
+		line, b = nextLine(b)
+		_, rest, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		ctrls, path, ok := bytes.Cut(rest, []byte(":"))
+		if !ok {
+			continue
+		}
+		if len(ctrls) == 0 {
+			paths[""] = string(path)
+			continue
+		}
+		for _, c := range bytes.Split(ctrls, []byte(",")) {
+			paths[string(c)] = string(path)
+		}
 	}
-	return g.v1.Stat(cgroup1.IgnoreNotExist)
+	return paths
+}
+
+// stats returns the cgroup's metrics: io.containerd.cgroups.v1.Metrics or
+// v2.Metrics, encoded.
+func (g *cgroup) stats() (*anypb.Any, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.out.b = g.out.b[:0]
+	url := metricsV1URL
+	var err error
+	if g.v2 != "" {
+		url = metricsV2URL
+		err = statsV2(&g.r, g.v2, &g.out)
+	} else {
+		err = statsV1(&g.r, &g.v1, &g.out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &anypb.Any{TypeUrl: url, Value: bytes.Clone(g.out.b)}, nil
 }
 
 // oomKilled reads the memory cgroup's OOM kill counter.
-func (g *cgroup) oomKilled() bool { return exitmon.OOMKilled(g.memDir) }
+func (g *cgroup) oomKilled() bool { return g.memDir != "" && exitmon.OOMKilled(g.memDir) }

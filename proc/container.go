@@ -17,6 +17,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
@@ -306,7 +307,7 @@ func (c *Container) Update(ctx context.Context, resources []byte) error {
 }
 
 // Stats returns the container's cgroup metrics (*v1.Metrics or *v2.Metrics).
-func (c *Container) Stats(ctx context.Context) (any, error) {
+func (c *Container) Stats(ctx context.Context) (*anypb.Any, error) {
 	if _, err := c.init.check(opStats); err != nil {
 		return nil, err
 	}

@@ -347,15 +347,11 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 	if err != nil {
 		return nil, toTTRPC(err)
 	}
-	m, err := c.Stats(ctx)
+	a, err := c.Stats(ctx)
 	if err != nil {
 		return nil, toTTRPC(err)
 	}
-	a, err := typeurl.MarshalAny(m)
-	if err != nil {
-		return nil, toTTRPC(err)
-	}
-	return &taskAPI.StatsResponse{Stats: typeurl.MarshalProto(a)}, nil
+	return &taskAPI.StatsResponse{Stats: a}, nil
 }
 
 // Connect returns the shim's and the task's pids.
