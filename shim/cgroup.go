@@ -2,15 +2,18 @@ package shim
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 
-	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -43,17 +46,45 @@ func applyShimCgroup(ctx context.Context, pid int) {
 	}
 }
 
+// v1Hierarchies are the cgroup v1 hierarchies a shim joins, each mounted at
+// /sys/fs/cgroup/NAME.
+var v1Hierarchies = []string{
+	"systemd", "freezer", "pids", "net_cls", "net_prio", "perf_event", "cpuset",
+	"cpu", "cpuacct", "memory", "blkio", "rdma", "devices", "hugetlb",
+}
+
 func joinCgroup(path string, pid int) error {
-	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.Load(path)
-		if err != nil {
+	var st unix.Statfs_t
+	unified := unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+	return joinCgroupAt(cgroupRoot, unified, path, pid)
+}
+
+// cgroupRoot is where cgroupfs is mounted.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// joinCgroupAt moves pid into the cgroup path: the unified one on cgroup v2;
+// on v1 every hierarchy where the cgroup exists. A cgroup that exists
+// nowhere is an error.
+func joinCgroupAt(root string, unified bool, path string, pid int) error {
+	procs := []byte(strconv.Itoa(pid))
+	if unified {
+		return os.WriteFile(filepath.Join(root, path, "cgroup.procs"), procs, 0)
+	}
+	joined := 0
+	for _, h := range v1Hierarchies {
+		dir := filepath.Join(root, h, path)
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
 			return err
 		}
-		return m.AddProc(uint64(pid))
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), procs, 0); err != nil {
+			return err
+		}
+		joined++
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
-	if err != nil {
-		return err
+	if joined == 0 {
+		return fmt.Errorf("cgroup %s: %w", path, errdefs.ErrNotFound)
 	}
-	return cg.AddProc(uint64(pid))
+	return nil
 }
