@@ -1,34 +1,99 @@
 package shim
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"time"
 )
 
-// trimMemory returns freed heap pages to the kernel every period in which
-// the shim allocated anything. Go's background scavenger does this too, but
-// slowly and only down to its heap target; a shim is idle almost all of its
-// life, so the memory it holds at rest is what a node pays per pod.
+// restThreads is how many OS threads a shim at rest needs: the main thread,
+// sysmon, the template thread that LockOSThread users need, and one to run
+// goroutines.
+const restThreads = 4
+
+// trimMemory returns freed heap pages (and idle threads) to the kernel once
+// the shim has gone quiet after allocating: a second after a burst of work
+// (pod start, an exec storm) has ended, and every period at rest. Go's
+// background scavenger does this too, but slowly and only down to its heap
+// target; a shim is idle almost all of its life, so the memory it holds at
+// rest is what a node pays per pod.
 func trimMemory(ctx context.Context, period time.Duration) {
+	const (
+		tick  = time.Second
+		quiet = 64 << 10  // allocated in the last tick: still busy above this
+		burst = 256 << 10 // allocated since the last trim: worth trimming now
+	)
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	allocated := func() uint64 {
 		metrics.Read(sample)
 		return sample[0].Value.Uint64()
 	}
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	last := allocated()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	prev := allocated()
+	lastTrim, trimmedAt := prev, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-t.C:
 		}
-		if now := allocated(); now != last {
-			debug.FreeOSMemory()
-			last = allocated()
+		now := allocated()
+		recent, since := now-prev, now-lastTrim
+		prev = now
+		if recent > quiet || since == 0 || (since < burst && time.Since(trimmedAt) < period) {
+			continue
 		}
+		trimThreads(restThreads)
+		debug.FreeOSMemory()
+		prev = allocated()
+		lastTrim, trimmedAt = prev, time.Now()
 	}
+}
+
+// trimThreads ends idle OS threads beyond keep. Go keeps every thread it
+// ever started: one per syscall that blocked while others ran, so a burst
+// of runc invocations leaves a shim with threads it never needs again, each
+// holding 48 KiB of Go stacks (g0 and signal). A goroutine that exits while
+// locked to its thread takes the thread with it; the scheduler moves on to
+// an idle one. Threads locked by others (runc children with a parent-death
+// signal) are not touched: a locked thread runs no other goroutine.
+func trimThreads(keep int) {
+	// Each round ends one thread; the main thread cannot end (it is parked
+	// instead, and counts on), so stop when a round makes no progress.
+	n := threadCount()
+	for tries := 0; n > keep && tries < 2*n; tries++ {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(done)
+			// Return without UnlockOSThread: the thread exits.
+		}()
+		<-done
+		time.Sleep(time.Millisecond) // let the thread finish exiting
+		n = threadCount()
+	}
+}
+
+// threadCount returns the number of threads of this process.
+func threadCount() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := bytes.Cut(b, []byte("\nThreads:"))
+	if !ok {
+		return 0
+	}
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	n, err := strconv.Atoi(string(bytes.TrimSpace(line)))
+	if err != nil {
+		return 0
+	}
+	return n
 }

@@ -3,7 +3,8 @@
 package main
 
 // Built with -tags memprof, the shim records every allocation and writes a
-// heap profile to /tmp/watch-heap-PID.pprof every 5 seconds: a developer's
+// heap profile to /tmp/watch-heap-PID.pprof and its goroutines to
+// /tmp/watch-goroutines-PID.txt every 5 seconds: a developer's
 // tool for finding what the per-pod memory is made of.
 
 import (
@@ -25,6 +26,10 @@ func init() {
 			}
 			_ = pprof.Lookup("heap").WriteTo(f, 0)
 			f.Close()
+			if f, err = os.Create(fmt.Sprintf("/tmp/watch-goroutines-%d.txt", os.Getpid())); err == nil {
+				_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+				f.Close()
+			}
 		}
 	}()
 }

@@ -1,0 +1,51 @@
+package shim
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Blocking syscalls made at once leave threads behind; trimThreads ends
+// them and the process goes on working.
+func TestTrimThreads(t *testing.T) {
+	// As the shim runs (tuneRuntime); a second P keeps a second thread busy.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	before := threadCount()
+	if before == 0 {
+		t.Skip("no /proc/self/status")
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := unix.NsecToTimespec(int64(200 * time.Millisecond))
+			_ = unix.Nanosleep(&ts, nil) // blocks its thread
+		}()
+	}
+	wg.Wait()
+	grown := threadCount()
+	if grown < before+8 {
+		t.Fatalf("threads: %d before, %d after 12 blocking sleeps; the test did not grow them", before, grown)
+	}
+	trimThreads(restThreads)
+	// The main thread may have been parked rather than ended.
+	if n := threadCount(); n > restThreads+1 {
+		t.Fatalf("threads after trimming to %d: %d (were %d)", restThreads, n, grown)
+	}
+	done := make(chan struct{})
+	go func() {
+		ts := unix.NsecToTimespec(int64(time.Millisecond))
+		_ = unix.Nanosleep(&ts, nil)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a goroutine making a blocking syscall did not finish after the trim")
+	}
+}
