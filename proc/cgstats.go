@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"sort"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +49,15 @@ func (p *pbuf) str(field int, s []byte) {
 	}
 	p.b = protowire.AppendTag(p.b, protowire.Number(field), protowire.BytesType)
 	p.b = protowire.AppendBytes(p.b, s)
+}
+
+// double writes a double field; like proto3, it leaves out only +0.
+func (p *pbuf) double(field int, v float64) {
+	if math.Float64bits(v) == 0 {
+		return
+	}
+	p.b = protowire.AppendTag(p.b, protowire.Number(field), protowire.Fixed64Type)
+	p.b = protowire.AppendFixed64(p.b, math.Float64bits(v))
 }
 
 // packed writes a packed repeated uint64 field.
@@ -258,4 +268,51 @@ func (r *statReader) readKeys(path string, keys []string, vals []uint64) (int, e
 		return 0, &statError{path: path, err: err}
 	}
 	return found, nil
+}
+
+// hugePagesDir lists the host's huge page sizes.
+const hugePagesDir = "/sys/kernel/mm/hugepages"
+
+// readHugePageSizes names the huge page sizes of dir (hugePagesDir) as the
+// hugetlb controller does in its file names ("2MB", "1GB"): in name order if
+// sorted, else in the order the directory lists them.
+func readHugePageSizes(dir string, sorted bool) []string {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var names []string
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if err != nil || n == 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+	if sorted {
+		sort.Strings(names)
+	}
+	var sizes []string
+	for _, name := range names {
+		kb, ok := bytes.CutPrefix([]byte(name), []byte("hugepages-"))
+		if !ok {
+			continue
+		}
+		kb, ok = bytes.CutSuffix(kb, []byte("kB"))
+		size, err := strconv.Atoi(string(kb))
+		if !ok || err != nil {
+			continue
+		}
+		switch {
+		case size >= 1<<20:
+			sizes = append(sizes, strconv.Itoa(size>>20)+"GB")
+		case size >= 1<<10:
+			sizes = append(sizes, strconv.Itoa(size>>10)+"MB")
+		default:
+			sizes = append(sizes, strconv.Itoa(size)+"KB")
+		}
+	}
+	return sizes
 }

@@ -2,11 +2,8 @@ package proc
 
 import (
 	"bytes"
-	"sort"
 	"strconv"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // v1Dirs are a container's directories in the cgroup v1 hierarchies that
@@ -417,44 +414,6 @@ func rdmaEntries(b []byte, field int, p *pbuf) {
 	}
 }
 
-// hugePageSizes names the host's huge page sizes as the hugetlb controller
-// does in its file names ("2MB", "1GB").
-var hugePageSizes = sync.OnceValue(func() []string {
-	fd, err := unix.Open("/sys/kernel/mm/hugepages", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil
-	}
-	defer unix.Close(fd)
-	var names []string
-	buf := make([]byte, 4096)
-	for {
-		n, err := unix.ReadDirent(fd, buf)
-		if err != nil || n == 0 {
-			break
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-	}
-	// In name order, as cgroups/v3 lists them.
-	sort.Strings(names)
-	var sizes []string
-	for _, name := range names {
-		kb, ok := bytes.CutPrefix([]byte(name), []byte("hugepages-"))
-		if !ok {
-			continue
-		}
-		kb, ok = bytes.CutSuffix(kb, []byte("kB"))
-		size, err := strconv.Atoi(string(kb))
-		if !ok || err != nil {
-			continue
-		}
-		switch {
-		case size >= 1<<20:
-			sizes = append(sizes, strconv.Itoa(size>>20)+"GB")
-		case size >= 1<<10:
-			sizes = append(sizes, strconv.Itoa(size>>10)+"MB")
-		default:
-			sizes = append(sizes, strconv.Itoa(size)+"KB")
-		}
-	}
-	return sizes
-})
+// hugePageSizes names the host's huge page sizes in name order, as
+// cgroups/v3 lists them for cgroup v1.
+var hugePageSizes = sync.OnceValue(func() []string { return readHugePageSizes(hugePagesDir, true) })
