@@ -16,6 +16,8 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -93,16 +95,25 @@ func (p *pbuf) end(start int) {
 	protowire.AppendVarint(p.b[start-1:start-1], uint64(n))
 }
 
-// statReader reads small cgroup files into a buffer it reuses.
+// statReader reads small cgroup files into a buffer it reuses. Paths are
+// given in parts (a directory, a file name) and joined in a reused buffer
+// too: Stats opens some twenty files per call.
 type statReader struct {
-	buf []byte
+	buf  []byte
+	path []byte // the NUL-terminated path of the file being opened
 }
 
-// read returns the content of path, valid until the next read.
-func (r *statReader) read(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// read returns the content of the file at the concatenation of path,
+// valid until the next read.
+func (r *statReader) read(path ...string) ([]byte, error) {
+	r.path = r.path[:0]
+	for _, s := range path {
+		r.path = append(r.path, s...)
+	}
+	r.path = append(r.path, 0)
+	fd, err := openat(r.path)
 	if err != nil {
-		return nil, &statError{path: path, err: err}
+		return nil, newStatError(path, err)
 	}
 	defer unix.Close(fd)
 	if r.buf == nil {
@@ -118,7 +129,7 @@ func (r *statReader) read(path string) ([]byte, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &statError{path: path, err: err}
+			return nil, newStatError(path, err)
 		}
 		if m == 0 {
 			return r.buf[:n], nil
@@ -127,10 +138,28 @@ func (r *statReader) read(path string) ([]byte, error) {
 	}
 }
 
+// openat opens the NUL-terminated path read-only, retrying on EINTR.
+func openat(path []byte) (int, error) {
+	for {
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, atFDCWD, uintptr(unsafe.Pointer(&path[0])),
+			unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return -1, errno
+		}
+		return int(fd), nil
+	}
+}
+
+// atFDCWD is AT_FDCWD as the syscall takes it.
+var atFDCWD = func() uintptr { fd := unix.AT_FDCWD; return uintptr(fd) }()
+
 // readUint reads a file holding one number; "max" reads as 0, as
 // cgroups/v3 reports it.
-func (r *statReader) readUint(path string) (uint64, error) {
-	b, err := r.read(path)
+func (r *statReader) readUint(path ...string) (uint64, error) {
+	b, err := r.read(path...)
 	if err != nil {
 		return 0, err
 	}
@@ -140,7 +169,7 @@ func (r *statReader) readUint(path string) (uint64, error) {
 	}
 	v, err := parseUint(b)
 	if err != nil {
-		return 0, &statError{path: path, err: err}
+		return 0, newStatError(path, err)
 	}
 	return v, nil
 }
@@ -148,6 +177,11 @@ func (r *statReader) readUint(path string) (uint64, error) {
 type statError struct {
 	path string
 	err  error
+}
+
+// newStatError joins the parts of path only when there is an error.
+func newStatError(path []string, err error) error {
+	return &statError{path: strings.Join(path, ""), err: err}
 }
 
 func (e *statError) Error() string { return "cgroup stats: " + e.path + ": " + e.err.Error() }
@@ -249,8 +283,8 @@ func keyValues(b []byte, fn func(key []byte, v uint64)) error {
 
 // readKeys reads the "key value" file at path into vals, vals[i] being the
 // value of keys[i], and returns how many of the keys it found.
-func (r *statReader) readKeys(path string, keys []string, vals []uint64) (int, error) {
-	b, err := r.read(path)
+func (r *statReader) readKeys(keys []string, vals []uint64, path ...string) (int, error) {
+	b, err := r.read(path...)
 	if err != nil {
 		return 0, err
 	}
@@ -265,7 +299,7 @@ func (r *statReader) readKeys(path string, keys []string, vals []uint64) (int, e
 		}
 	})
 	if err != nil {
-		return 0, &statError{path: path, err: err}
+		return 0, newStatError(path, err)
 	}
 	return found, nil
 }

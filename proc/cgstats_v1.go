@@ -63,7 +63,7 @@ func hugetlbV1(r *statReader, dir string, p *pbuf) error {
 	for _, size := range hugePageSizes() {
 		err := section(p, 1, func() error {
 			for i, name := range [...]string{"usage_in_bytes", "max_usage_in_bytes", "failcnt"} {
-				v, err := r.readUint(dir + "/hugetlb." + size + "." + name)
+				v, err := r.readUint(dir, "/hugetlb.", size, ".", name)
 				if err != nil {
 					return err
 				}
@@ -82,11 +82,11 @@ func hugetlbV1(r *statReader, dir string, p *pbuf) error {
 
 func pidsV1(r *statReader, dir string, p *pbuf) error {
 	return section(p, 2, func() error {
-		current, err := r.readUint(dir + "/pids.current")
+		current, err := r.readUint(dir, "/pids.current")
 		if err != nil {
 			return err
 		}
-		limit, err := r.readUint(dir + "/pids.max")
+		limit, err := r.readUint(dir, "/pids.max")
 		if err != nil {
 			return err
 		}
@@ -110,7 +110,7 @@ func cpuV1(r *statReader, d *v1Dirs, p *pbuf) error {
 		}
 	}
 	if d.cpu != "" {
-		_, err := r.readKeys(d.cpu+"/cpu.stat", []string{"nr_periods", "nr_throttled", "throttled_time"}, throttle[:])
+		_, err := r.readKeys([]string{"nr_periods", "nr_throttled", "throttled_time"}, throttle[:], d.cpu, "/cpu.stat")
 		if err := skipMissing(err); err != nil {
 			return err
 		}
@@ -135,17 +135,17 @@ func cpuV1(r *statReader, d *v1Dirs, p *pbuf) error {
 // ticks, which the metrics carry in nanoseconds.
 func cpuacctV1(r *statReader, dir string, usage *[3]uint64, percpu *[]uint64) error {
 	var us [2]uint64 // user, system
-	if n, err := r.readKeys(dir+"/cpuacct.stat", []string{"user", "system"}, us[:]); err != nil {
+	if n, err := r.readKeys([]string{"user", "system"}, us[:], dir, "/cpuacct.stat"); err != nil {
 		return err
 	} else if n != 2 {
 		return &statError{path: dir + "/cpuacct.stat", err: errFormat}
 	}
 	user, system := us[0], us[1]
-	total, err := r.readUint(dir + "/cpuacct.usage")
+	total, err := r.readUint(dir, "/cpuacct.usage")
 	if err != nil {
 		return err
 	}
-	b, err := r.read(dir + "/cpuacct.usage_percpu")
+	b, err := r.read(dir, "/cpuacct.usage_percpu")
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ var memStatV1 = map[string]int{
 
 func memoryV1(r *statReader, dir string, p *pbuf) error {
 	return section(p, 4, func() error {
-		b, err := r.read(dir + "/memory.stat")
+		b, err := r.read(dir, "/memory.stat")
 		if err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func memoryV1(r *statReader, dir string, p *pbuf) error {
 		for i, module := range [...]string{"memory.", "memory.memsw.", "memory.kmem.", "memory.kmem.tcp."} {
 			e := p.begin(33 + i)
 			for j, name := range [...]string{"limit_in_bytes", "usage_in_bytes", "max_usage_in_bytes", "failcnt"} {
-				v, err := r.readUint(dir + "/" + module + name)
+				v, err := r.readUint(dir, "/", module, name)
 				if err != nil && i == 1 && notExist(err) {
 					break
 				}
@@ -229,7 +229,7 @@ func oomControlV1(r *statReader, dir string, p *pbuf) error {
 	return section(p, 9, func() error {
 		var vals [3]uint64
 		keys := []string{"oom_kill_disable", "under_oom", "oom_kill"}
-		if _, err := r.readKeys(dir+"/memory.oom_control", keys, vals[:]); err != nil {
+		if _, err := r.readKeys(keys, vals[:], dir, "/memory.oom_control"); err != nil {
 			return err
 		}
 		for i, v := range vals {
@@ -248,7 +248,7 @@ func blkioV1(r *statReader, dir string, p *pbuf) error {
 			return err
 		}
 		mark := len(p.b)
-		if _, err := r.read(dir + "/blkio.io_serviced_recursive"); err == nil {
+		if _, err := r.read(dir, "/blkio.io_serviced_recursive"); err == nil {
 			// BlkIOStat field numbers of the CFQ files.
 			for _, f := range [...]struct {
 				name  string
@@ -259,7 +259,7 @@ func blkioV1(r *statReader, dir string, p *pbuf) error {
 				{"io_service_time_recursive", 4}, {"io_wait_time_recursive", 5},
 				{"io_merged_recursive", 6}, {"time_recursive", 7},
 			} {
-				if err := blkioEntries(r, dir+"/blkio."+f.name, f.field, devs, p); err != nil {
+				if err := blkioEntries(r, f.field, devs, p, dir, "/blkio.", f.name); err != nil {
 					return err
 				}
 			}
@@ -267,16 +267,16 @@ func blkioV1(r *statReader, dir string, p *pbuf) error {
 		if len(p.b) > mark {
 			return nil
 		}
-		if err := blkioEntries(r, dir+"/blkio.throttle.io_serviced", 2, devs, p); err != nil {
+		if err := blkioEntries(r, 2, devs, p, dir, "/blkio.throttle.io_serviced"); err != nil {
 			return err
 		}
-		return blkioEntries(r, dir+"/blkio.throttle.io_service_bytes", 1, devs, p)
+		return blkioEntries(r, 1, devs, p, dir, "/blkio.throttle.io_service_bytes")
 	})
 }
 
 // blkioEntries writes one BlkIOEntry per "major:minor [op] value" line.
-func blkioEntries(r *statReader, path string, field int, devs map[[2]uint64]string, p *pbuf) error {
-	b, err := r.read(path)
+func blkioEntries(r *statReader, field int, devs map[[2]uint64]string, p *pbuf, path ...string) error {
+	b, err := r.read(path...)
 	if err != nil {
 		return err
 	}
@@ -289,12 +289,12 @@ func blkioEntries(r *statReader, path string, field int, devs map[[2]uint64]stri
 			continue
 		}
 		if n < 3 || n > 4 {
-			return &statError{path: path, err: errFormat}
+			return newStatError(path, errFormat)
 		}
 		var nums [3]uint64
 		for i, idx := range [...]int{0, 1, n - 1} {
 			if nums[i], err = strconv.ParseUint(string(f[idx]), 10, 64); err != nil {
-				return &statError{path: path, err: err}
+				return newStatError(path, err)
 			}
 		}
 		e := p.begin(field)
@@ -313,7 +313,7 @@ func blkioEntries(r *statReader, path string, field int, devs map[[2]uint64]stri
 // blockDevices maps major:minor to /dev/NAME from /proc/partitions. The
 // file is read on every call, but parsed again only when it changed.
 func blockDevices(r *statReader) (map[[2]uint64]string, error) {
-	b, err := r.read(procRoot + "/partitions")
+	b, err := r.read(procRoot, "/partitions")
 	if err != nil {
 		return nil, err
 	}
@@ -359,12 +359,12 @@ var devCache struct {
 var procRoot = "/proc"
 
 func rdmaV1(r *statReader, dir string, p *pbuf) error {
-	cur, err := r.read(dir + "/rdma.current")
+	cur, err := r.read(dir, "/rdma.current")
 	if err != nil {
 		return err
 	}
 	cur = append([]byte(nil), cur...)
-	limit, err := r.read(dir + "/rdma.max")
+	limit, err := r.read(dir, "/rdma.max")
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,8 @@ import (
 // memory.events that is there but cannot be read or parsed fails the call.
 func statsV2(r *statReader, dir string, p *pbuf) error {
 	s := p.begin(1) // PidsStat
-	p.uint(1, r.valueV2(dir+"/pids.current"))
-	p.uint(2, r.valueV2(dir+"/pids.max"))
+	p.uint(1, r.valueV2(dir, "/pids.current"))
+	p.uint(2, r.valueV2(dir, "/pids.max"))
 	p.end(s)
 	if err := cpuV2(r, dir, p); err != nil {
 		return err
@@ -30,7 +30,7 @@ func statsV2(r *statReader, dir string, p *pbuf) error {
 	ioV2(r, dir, p)
 	s = p.begin(5) // RdmaStat: current, limit
 	for i, name := range [...]string{"/rdma.current", "/rdma.max"} {
-		if b, err := r.read(dir + name); err == nil {
+		if b, err := r.read(dir, name); err == nil {
 			rdmaEntries(b, i+1, p)
 		}
 	}
@@ -38,10 +38,10 @@ func statsV2(r *statReader, dir string, p *pbuf) error {
 	for _, size := range hugePageSizesV2() {
 		s := p.begin(7) // HugeTlbStat
 		prefix := dir + "/hugetlb." + size
-		p.uint(1, r.valueV2(prefix+".current"))
-		p.uint(2, r.valueV2(prefix+".max"))
+		p.uint(1, r.valueV2(prefix, ".current"))
+		p.uint(2, r.valueV2(prefix, ".max"))
 		p.str(3, []byte(size))
-		p.uint(4, r.eventsMax(prefix+".events"))
+		p.uint(4, r.eventsMax(prefix, ".events"))
 		p.end(s)
 	}
 	return nil
@@ -50,8 +50,8 @@ func statsV2(r *statReader, dir string, p *pbuf) error {
 // valueV2 reads a file holding one number as cgroups/v3 does for cgroup v2:
 // from its first 32 bytes, "max" as MaxUint64, and a file that is missing,
 // unreadable or not a number as 0.
-func (r *statReader) valueV2(path string) uint64 {
-	b, err := r.read(path)
+func (r *statReader) valueV2(path ...string) uint64 {
+	b, err := r.read(path...)
 	if err != nil {
 		return 0
 	}
@@ -65,8 +65,8 @@ func (r *statReader) valueV2(path string) uint64 {
 
 // eventsMax is the value of the first "max N" line of a hugetlb events file,
 // 0 if there is none or it does not parse.
-func (r *statReader) eventsMax(path string) uint64 {
-	b, err := r.read(path)
+func (r *statReader) eventsMax(path ...string) uint64 {
+	b, err := r.read(path...)
 	if err != nil {
 		return 0
 	}
@@ -88,7 +88,7 @@ func cpuV2(r *statReader, dir string, p *pbuf) error {
 	var vals [9]uint64 // by CPUStat field number - 1; 7 is PSI
 	keys := []string{"usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled",
 		"throttled_usec", "", "nr_bursts", "burst_usec"}
-	_, err := r.readKeys(dir+"/cpu.stat", keys, vals[:])
+	_, err := r.readKeys(keys, vals[:], dir, "/cpu.stat")
 	if err != nil && !notExist(err) {
 		return err
 	}
@@ -97,7 +97,7 @@ func cpuV2(r *statReader, dir string, p *pbuf) error {
 		for i, v := range vals {
 			p.uint(i+1, v)
 		}
-		r.psi(dir+"/cpu.pressure", 7, p)
+		r.psi(7, p, dir, "/cpu.pressure")
 	}
 	p.end(s)
 	return nil
@@ -118,7 +118,7 @@ var memStatV2 = map[string]int{
 // memoryV2 writes the MemoryStat message. Without memory.stat it is empty:
 // the usage files and PSI are read only along with it.
 func memoryV2(r *statReader, dir string, p *pbuf) error {
-	b, err := r.read(dir + "/memory.stat")
+	b, err := r.read(dir, "/memory.stat")
 	if err != nil && !notExist(err) {
 		return err
 	}
@@ -141,9 +141,9 @@ func memoryV2(r *statReader, dir string, p *pbuf) error {
 		// 36, swap_max_usage 37.
 		for i, name := range [...]string{"memory.current", "memory.max", "memory.swap.current",
 			"memory.swap.max", "memory.peak", "memory.swap.peak"} {
-			p.uint(32+i, r.valueV2(dir+"/"+name))
+			p.uint(32+i, r.valueV2(dir, "/", name))
 		}
-		r.psi(dir+"/memory.pressure", 38, p)
+		r.psi(38, p, dir, "/memory.pressure")
 	}
 	p.end(s)
 	return nil
@@ -153,7 +153,7 @@ func memoryV2(r *statReader, dir string, p *pbuf) error {
 func memoryEventsV2(r *statReader, dir string, p *pbuf) error {
 	var vals [6]uint64 // low, high, max, oom, oom_kill, oom_group_kill
 	keys := []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"}
-	b, err := r.read(dir + "/memory.events")
+	b, err := r.read(dir, "/memory.events")
 	if notExist(err) {
 		return nil
 	}
@@ -188,7 +188,7 @@ func memoryEventsV2(r *statReader, dir string, p *pbuf) error {
 // number that does not parse ends the list.
 func ioV2(r *statReader, dir string, p *pbuf) {
 	s := p.begin(6)
-	b, err := r.read(dir + "/io.stat")
+	b, err := r.read(dir, "/io.stat")
 	for err == nil && len(b) > 0 {
 		var line []byte
 		line, b = nextLine(b)
@@ -238,7 +238,7 @@ func ioV2(r *statReader, dir string, p *pbuf) {
 		}
 		p.end(e)
 	}
-	r.psi(dir+"/io.pressure", 2, p)
+	r.psi(2, p, dir, "/io.pressure")
 	p.end(s)
 }
 
@@ -252,8 +252,8 @@ type psiData struct {
 // psi writes the PSIStats of a pressure file ("some avg10=0.00 avg60=0.00
 // avg300=0.00 total=0", then the same for "full") as field of p, or nothing
 // when the file cannot be read or has a value that does not parse.
-func (r *statReader) psi(path string, field int, p *pbuf) {
-	b, err := r.read(path)
+func (r *statReader) psi(field int, p *pbuf, path ...string) {
+	b, err := r.read(path...)
 	if err != nil {
 		return
 	}
