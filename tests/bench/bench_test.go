@@ -152,6 +152,9 @@ func (b *bencher) podFigures() {
 	b.removePods(ids)
 }
 
+// restCPUWindow is how long restFigures measures shim CPU at rest.
+const restCPUWindow = 15 * time.Second
+
 // restFigures records shim memory and resources per pod after a settle time.
 func (b *bencher) restFigures(suffix string) {
 	time.Sleep(3 * time.Second)
@@ -171,6 +174,11 @@ func (b *bencher) restFigures(suffix string) {
 		}
 	}
 	n := float64(pods)
+	// CPU at rest: containerd's CRI asks every container for its stats once
+	// a second (stats_collect_period), so a shim is never idle.
+	cpu0 := shimCPU(pids)
+	time.Sleep(restCPUWindow)
+	b.m["rest_cpu_ms_per_min_"+suffix] = (shimCPU(pids) - cpu0) / n * float64(time.Minute) / float64(restCPUWindow)
 	b.m["pss_kib_"+suffix] = pss / n
 	b.m["rss_kib_"+suffix] = rss / n
 	b.m["anon_kib_"+suffix] = anon / n
