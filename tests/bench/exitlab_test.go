@@ -23,14 +23,14 @@ import (
 // and the shim CPU of that window per 1000 exits, from /proc/PID/stat (10 ms
 // ticks) and from the threads' schedstat (ns).
 //
-//   - BENCH_PERF=DIR also records the shims with `perf record -g` during
-//     that window (DIR/perf-<rt>-<rep>.data; perf's cost skews the figures);
-//     BENCH_PERF_SYSTEM=1 records the whole machine instead, without stacks.
-//   - BENCH_ONLY=watch (or runc) measures one runtime only.
-//   - BENCH_AB=BINARY compares two watch builds instead of watch and runc
-//     (see abSwap): the only way to see a 10-20% change on a busy machine.
-//
 //	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestExitLab$' .
+//
+// BENCH_PERF=DIR also records the shims with `perf record -g` during that
+// window (DIR/perf-<rt>-<rep>.data; perf's cost skews the figures), and
+// BENCH_PERF_SYSTEM=1 the whole machine instead, without stacks.
+// BENCH_ONLY=watch (or runc) measures one runtime only. BENCH_AB=BINARY
+// compares two watch builds instead of watch and runc (see abSwap): on a
+// busy machine the only way to see a 10-20% change.
 func TestExitLab(t *testing.T) {
 	reps := 3
 	if n, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && n > 0 {
