@@ -16,7 +16,6 @@ import (
 func (m *Monitor) unclaimedLen() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.unclaimed) }
 func (m *Monitor) openLen() int      { m.mu.Lock(); defer m.mu.Unlock(); return len(m.open) }
 func (m *Monitor) watchLen() int     { m.mu.Lock(); defer m.mu.Unlock(); return len(m.watches) }
-func (m *Monitor) unpolledLen() int  { m.mu.Lock(); defer m.mu.Unlock(); return m.unpolled }
 
 func (m *Monitor) hasUnclaimed(pid int) bool {
 	m.mu.Lock()
@@ -164,8 +163,7 @@ func TestOldExitNotMatched(t *testing.T) {
 	// The watch still gets the real, later exit.
 	got := make(chan Status, 1)
 	m.mu.Lock()
-	m.watches[pid] = &watcher{fn: func(st Status) { got <- st }, pidfd: -1}
-	m.unpolled++
+	m.watches[pid] = func(st Status) { got <- st }
 	m.mu.Unlock()
 	m.inject(pid, 4)
 	if st := <-got; st.Code != 4 {
