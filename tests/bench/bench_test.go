@@ -108,6 +108,10 @@ type bencher struct {
 	rt  string
 	rep int
 	m   map[string]float64
+	// perf, when set, records the shims with perf from just before the
+	// release until the last Wait returned, into perf-<rt>-<rep>.data
+	// under this dir (exit lab only: perf's own cost skews the figures).
+	perf string
 }
 
 func (b *bencher) run() map[string]float64 {
@@ -261,9 +265,11 @@ func (b *bencher) burstFigures() {
 
 type burstResult struct {
 	exitWall  float64   // ms from the release until the last Wait returned
+	reapWall  float64   // ms from the release until the last exit was reaped (its exited_at)
 	totalWall float64   // ms from the first Exec until the last Wait returned
 	cpuAll    float64   // shim CPU ms for Exec+Start+exit+Wait+Delete of all execs
 	cpuExit   float64   // shim CPU ms from the release until the last Wait returned
+	schedExit float64   // the same from the threads' schedstat (ns resolution, live threads only)
 	eventLat  []float64 // ms from exited_at to receipt by the ctr events subscriber
 	shimLat   []float64 // ms from exited_at to the envelope timestamp the shim set when it sent the event
 }
@@ -319,6 +325,7 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	tStart := time.Now()
 	pids := make([]uint32, n)
 	waitDone := make([]time.Time, n)
+	exitedAt := make([]time.Time, n)
 	var errMu sync.Mutex
 	var errs []string
 	fail := func(format string, args ...any) {
@@ -356,6 +363,9 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 					defer cancel()
 					resp, err := tc.Wait(ctx, &tasks.WaitRequest{ContainerID: ctrOf(i), ExecID: execID(i)})
 					waitDone[i] = time.Now()
+					if err == nil {
+						exitedAt[i] = resp.ExitedAt.AsTime()
+					}
 					if err != nil {
 						fail("wait %s: %v", execID(i), err)
 					} else if resp.ExitStatus != 0 {
@@ -376,7 +386,8 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	waitBlocked(t, pids)
 	time.Sleep(500 * time.Millisecond) // let every Wait reach the shim
 
-	cpuR := shimCPU(shims)
+	stopPerf := b.startPerf(shims)
+	cpuR, schedR := shimCPU(shims), schedCPU(shims)
 	tRelease := time.Now()
 	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
 	if err != nil {
@@ -384,14 +395,18 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	}
 	f.Close()
 	waits.Wait()
-	cpuW := shimCPU(shims)
+	cpuW, schedW := shimCPU(shims), schedCPU(shims)
+	stopPerf()
 	if len(errs) > 0 {
 		t.Fatalf("%s: %d errors waiting for execs, first: %s", b.rt, len(errs), errs[0])
 	}
-	var last time.Time
-	for _, d := range waitDone {
+	var last, lastExit time.Time
+	for i, d := range waitDone {
 		if d.After(last) {
 			last = d
+		}
+		if exitedAt[i].After(lastExit) {
+			lastExit = exitedAt[i]
 		}
 	}
 	if events != nil {
@@ -431,9 +446,11 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	defer evMu.Unlock()
 	return burstResult{
 		exitWall:  ms(last.Sub(tRelease)),
+		reapWall:  ms(lastExit.Sub(tRelease)),
 		totalWall: ms(last.Sub(tStart)),
 		cpuAll:    cpu1 - cpu0,
 		cpuExit:   cpuW - cpuR,
+		schedExit: schedW - schedR,
 		eventLat:  append([]float64(nil), eventLat...),
 		shimLat:   append([]float64(nil), shimLat...),
 	}

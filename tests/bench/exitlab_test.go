@@ -1,0 +1,191 @@
+//go:build bench
+
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
+)
+
+// TestExitLab is a quick loop for work on the exit path: only figures 4 and
+// 5 (stormExecs execs in one container exiting together), BENCH_REPS times
+// (default 3) for both runtimes on one containerd, alternating the order.
+// It prints release → last Wait, release → last exit reaped (exited_at),
+// and the shim CPU of that window per 1000 exits, from /proc/PID/stat (10 ms
+// ticks) and from the threads' schedstat (ns).
+//
+//	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestExitLab$' .
+//
+// BENCH_PERF=DIR also records the shims with `perf record -g` during that
+// window (DIR/perf-<rt>-<rep>.data; perf's cost skews the figures), and
+// BENCH_PERF_SYSTEM=1 the whole machine instead, without stacks.
+// BENCH_ONLY=watch (or runc) measures one runtime only. BENCH_AB=BINARY
+// compares two watch builds instead of watch and runc (see abSwap): on a
+// busy machine the only way to see a 10-20% change.
+func TestExitLab(t *testing.T) {
+	reps := 3
+	if n, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && n > 0 {
+		reps = n
+	}
+	if !harness.HasWatchShim() {
+		t.Fatal(".bin/" + harness.WatchShim + " missing: run make build")
+	}
+	c := harness.Start(t, harness.Options{Version: "2.4"})
+	sums := map[string][]string{}
+	names := runtimes
+	ab := newABSwap(t)
+	if ab != nil {
+		names = []string{"watch", "watchB"}
+	}
+	for rep := 0; rep < reps; rep++ {
+		order := []string{names[0], names[1]}
+		if rep%2 == 1 {
+			order = []string{names[1], names[0]}
+		}
+		for _, name := range order {
+			if only := os.Getenv("BENCH_ONLY"); only != "" && only != name {
+				continue
+			}
+			rt := name
+			if ab != nil {
+				ab.use(name == "watchB")
+				rt = "watch"
+			}
+			b := &bencher{t: t, c: c, rt: rt, rep: rep, perf: os.Getenv("BENCH_PERF")}
+			r := b.stormOnly()
+			line := fmt.Sprintf("wall %.0f ms (last reap %.0f ms), cpu/1000 exits %.0f ms (schedstat %.0f ms), load %s",
+				r.exitWall, r.reapWall, r.cpuExit*1000/float64(stormExecs), r.schedExit*1000/float64(stormExecs), loadavg())
+			t.Logf("rep %d %s: %s", rep, name, line)
+			sums[name] = append(sums[name], line)
+		}
+	}
+	for _, name := range names {
+		t.Logf("%s:\n  %s", name, strings.Join(sums[name], "\n  "))
+	}
+}
+
+// abSwap alternates two builds of the watch shim (BENCH_AB=other binary:
+// "watchB" runs it, "watch" the one of make build) by renaming one or the
+// other into .bin between pods, to compare two changes in the same run.
+type abSwap struct {
+	t         *testing.T
+	bin, a, b string
+}
+
+func newABSwap(t *testing.T) *abSwap {
+	other := os.Getenv("BENCH_AB")
+	if other == "" {
+		return nil
+	}
+	dir, err := harness.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &abSwap{t: t, bin: filepath.Join(dir, harness.WatchShim),
+		a: filepath.Join(t.TempDir(), "a"), b: filepath.Join(t.TempDir(), "b")}
+	for _, cp := range [][2]string{{s.bin, s.a}, {other, s.b}} {
+		if out, err := exec.Command("cp", cp[0], cp[1]).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v: %s", err, out)
+		}
+	}
+	t.Cleanup(func() { s.use(false) })
+	return s
+}
+
+// use puts build b (or a) in place for the next pod.
+func (s *abSwap) use(b bool) {
+	src := s.a
+	if b {
+		src = s.b
+	}
+	tmp := s.bin + ".ab"
+	if out, err := exec.Command("cp", src, tmp).CombinedOutput(); err != nil {
+		s.t.Fatalf("cp: %v: %s", err, out)
+	}
+	if err := os.Rename(tmp, s.bin); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// stormOnly runs one pod with one container and the stormExecs burst.
+func (b *bencher) stormOnly() burstResult {
+	t, c := b.t, b.c
+	trig := filepath.Join(c.Dir, fmt.Sprintf("trig-%s-%d", b.rt, b.rep))
+	if err := os.MkdirAll(trig, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := harness.Pod{Name: fmt.Sprintf("lab%d-%s", b.rep, b.rt)}
+	if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	podPath := b.json("pod-"+p.Name, c.PodConfig(p))
+	podID := b.crictl("runp", "--runtime", b.rt, podPath)
+	cfg := c.ContainerConfig(sleeper("s0"))
+	cfg["mounts"] = []map[string]any{{"container_path": "/trig", "host_path": trig}}
+	id := b.crictl("create", podID, b.json("ctr", cfg), podPath)
+	b.crictl("start", id)
+	tc, err := c.Tasks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.burst(tc, filepath.Join(trig, "go"), []string{id}, stormExecs, "s", nil)
+	b.removePods([]string{podID})
+	return r
+}
+
+// startPerf starts `perf record` on the shims when b.perf is set and
+// returns the function that stops it.
+func (b *bencher) startPerf(shims []int) func() {
+	if b.perf == "" {
+		return func() {}
+	}
+	var ps []string
+	for _, p := range shims {
+		ps = append(ps, strconv.Itoa(p))
+	}
+	out := filepath.Join(b.perf, fmt.Sprintf("perf-%s-%d.data", b.rt, b.rep))
+	args := []string{"record", "-F", "4999", "-g", "-o", out, "-p", strings.Join(ps, ",")}
+	if os.Getenv("BENCH_PERF_SYSTEM") != "" { // the whole machine, to see who else runs
+		args = []string{"record", "-F", "4999", "-a", "-o", out}
+	}
+	cmd := exec.Command("perf", args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.t.Fatalf("perf: %v", err)
+	}
+	time.Sleep(time.Second) // let perf attach
+	return func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+	}
+}
+
+// schedCPU returns the CPU time of every live thread of pids in ms, from
+// /proc/PID/task/TID/schedstat (ns resolution, unlike stat's 10 ms ticks).
+func schedCPU(pids []int) float64 {
+	var ns float64
+	for _, pid := range pids {
+		tids, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, tid := range tids {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, tid.Name()))
+			if err != nil {
+				continue
+			}
+			f := strings.Fields(string(data))
+			if len(f) > 0 {
+				v, _ := strconv.ParseFloat(f[0], 64)
+				ns += v
+			}
+		}
+	}
+	return ns / 1e6
+}
