@@ -23,11 +23,7 @@ const restThreads = 4
 // target; a shim is idle almost all of its life, so the memory it holds at
 // rest is what a node pays per pod.
 func trimMemory(ctx context.Context, period time.Duration) {
-	const (
-		tick  = time.Second
-		quiet = 64 << 10  // allocated in the last tick: still busy above this
-		burst = 256 << 10 // allocated since the last trim: worth trimming now
-	)
+	const tick = time.Second
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	allocated := func() uint64 {
 		metrics.Read(sample)
@@ -46,13 +42,30 @@ func trimMemory(ctx context.Context, period time.Duration) {
 		now := allocated()
 		recent, since := now-prev, now-lastTrim
 		prev = now
-		if recent > quiet || since == 0 || (since < burst && time.Since(trimmedAt) < period) {
+		if !trimDue(recent, since, time.Since(trimmedAt), period) {
 			continue
 		}
 		trimThreads(restThreads)
 		debug.FreeOSMemory()
 		prev = allocated()
 		lastTrim, trimmedAt = prev, time.Now()
+	}
+}
+
+// trimDue decides a trim from the bytes allocated in the last tick (recent)
+// and since the last trim (since), and the time since the last trim.
+func trimDue(recent, since uint64, sinceTrim, period time.Duration) bool {
+	const (
+		quiet = 64 << 10  // allocated in the last tick: still busy above this
+		burst = 256 << 10 // allocated since the last trim: worth trimming now
+	)
+	switch {
+	case recent > quiet || since == 0:
+		return false // busy, or nothing to give back
+	case since >= burst:
+		return true // a burst just ended
+	default:
+		return sinceTrim >= period // at rest: every period
 	}
 }
 
@@ -64,8 +77,9 @@ func trimMemory(ctx context.Context, period time.Duration) {
 // an idle one. Threads locked by others (runc children with a parent-death
 // signal) are not touched: a locked thread runs no other goroutine.
 func trimThreads(keep int) {
-	// Each round ends one thread; the main thread cannot end (it is parked
-	// instead, and counts on), so stop when a round makes no progress.
+	// Each round ends one thread, except when it lands on the main thread,
+	// which cannot end (it is parked instead and still counts): give up
+	// after 2n rounds.
 	n := threadCount()
 	for tries := 0; n > keep && tries < 2*n; tries++ {
 		done := make(chan struct{})

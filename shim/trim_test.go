@@ -49,3 +49,23 @@ func TestTrimThreads(t *testing.T) {
 		t.Fatal("a goroutine making a blocking syscall did not finish after the trim")
 	}
 }
+
+func TestTrimDue(t *testing.T) {
+	const period = 30 * time.Second
+	for _, c := range []struct {
+		name          string
+		recent, since uint64
+		sinceTrim     time.Duration
+		want          bool
+	}{
+		{"busy", 100 << 10, 10 << 20, time.Hour, false},
+		{"nothing allocated", 0, 0, time.Hour, false},
+		{"burst ended", 10 << 10, 300 << 10, time.Second, true},
+		{"at rest, period not over", 2 << 10, 100 << 10, 10 * time.Second, false},
+		{"at rest, period over", 2 << 10, 100 << 10, period, true},
+	} {
+		if got := trimDue(c.recent, c.since, c.sinceTrim, period); got != c.want {
+			t.Errorf("%s: trimDue = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
