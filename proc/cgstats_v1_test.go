@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
@@ -297,6 +299,23 @@ func BenchmarkStatsLibrary(b *testing.B) {
 		}
 		if _, err := proto.Marshal(m); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The Any's type URLs are the ones typeurl gives the cgroups/v3 messages,
+// which is what containerd and CRI decode by.
+func TestMetricsTypeURLs(t *testing.T) {
+	for _, c := range []struct {
+		ours string
+		msg  proto.Message
+	}{{metricsV1URL, &v1.Metrics{}}, {metricsV2URL, &v2.Metrics{}}} {
+		want, err := typeurl.TypeURL(c.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ours != want {
+			t.Errorf("type URL %q, typeurl says %q", c.ours, want)
 		}
 	}
 }
