@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -29,7 +30,7 @@ func (c *Container) launch(ctx context.Context, pidFile string, run func(runc.Pi
 		sock *runc.Socket
 		fdc  = make(chan int, 1)
 	)
-	if pidfdSocketSupported(ctx, c.runc) {
+	if pidfdSocketSupported(c.runc) {
 		if s, err := runc.NewTempPidfdSocket(); err == nil {
 			sock = s
 			go receivePidfd(s, fdc)
@@ -88,17 +89,34 @@ func receivePidfd(s *runc.Socket, out chan<- int) {
 	out <- fd
 }
 
-var pidfdSupport sync.Map // runc binary -> bool
+// runcProbes holds, per runc binary, whether it takes --pidfd-socket (runc
+// 1.2 or newer). Finding out runs `runc --version` once per shim;
+// WarmRuncProbe starts that for the default runc when the server starts, so
+// the pod's first Create does not wait for it.
+var runcProbes sync.Map // runc.Runc.Command -> *runcProbe
 
-// pidfdSocketSupported reports whether runc is 1.2 or newer.
-func pidfdSocketSupported(ctx context.Context, r *runc.Runc) bool {
-	if v, ok := pidfdSupport.Load(r.Command); ok {
-		return v.(bool)
-	}
-	v, err := r.Version(ctx)
-	ok := err == nil && versionAtLeast(v.Runc, 1, 2)
-	pidfdSupport.Store(r.Command, ok)
-	return ok
+type runcProbe struct {
+	once sync.Once
+	ok   bool
+}
+
+// WarmRuncProbe probes the default runc in the background.
+func WarmRuncProbe() {
+	go pidfdSocketSupported(&runc.Runc{})
+}
+
+// pidfdSocketSupported reports whether r's binary is runc 1.2 or newer. The
+// first caller for a binary runs the probe; the others wait for its answer.
+func pidfdSocketSupported(r *runc.Runc) bool {
+	v, _ := runcProbes.LoadOrStore(r.Command, new(runcProbe))
+	p := v.(*runcProbe)
+	p.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ver, err := (&runc.Runc{Command: r.Command, PdeathSignal: syscall.SIGKILL}).Version(ctx)
+		p.ok = err == nil && versionAtLeast(ver.Runc, 1, 2)
+	})
+	return p.ok
 }
 
 func versionAtLeast(v string, major, minor int) bool {

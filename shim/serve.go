@@ -65,6 +65,7 @@ func serve(ctx context.Context, f flags) error {
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()
 	go mon.Run(monCtx)
+	proc.WarmRuncProbe()
 	go trimMemory(monCtx, 30*time.Second)
 
 	done := newShutdown()
