@@ -189,3 +189,60 @@ func schedCPU(pids []int) float64 {
 	}
 	return ns / 1e6
 }
+
+// TestPodLab is a quick loop for work on pod start: only figure 2, pods
+// (BENCH_PODS, default 10) per runtime and repetition, the runtimes taking
+// turns pod by pod, BENCH_REPS (default 3) repetitions. BENCH_AB=BINARY
+// compares two watch builds as in TestExitLab.
+//
+//	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestPodLab$' .
+func TestPodLab(t *testing.T) {
+	reps, n := 3, 10
+	if v, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && v > 0 {
+		reps = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_PODS")); err == nil && v > 0 {
+		n = v
+	}
+	if !harness.HasWatchShim() {
+		t.Fatal(".bin/" + harness.WatchShim + " missing: run make build")
+	}
+	c := harness.Start(t, harness.Options{Version: "2.4"})
+	names := runtimes
+	ab := newABSwap(t)
+	if ab != nil {
+		names = []string{"watch", "watchB"}
+	}
+	lat := map[string][]float64{}
+	for rep := 0; rep < reps; rep++ {
+		ids := map[string][]string{}
+		for i := 0; i < n; i++ {
+			order := []string{names[0], names[1]}
+			if (rep+i)%2 == 1 {
+				order = []string{names[1], names[0]}
+			}
+			for _, name := range order {
+				rt := name
+				if ab != nil {
+					ab.use(name == "watchB")
+					rt = "watch"
+				}
+				b := &bencher{t: t, c: c, rt: rt, rep: rep}
+				p := harness.Pod{Name: fmt.Sprintf("lab%d-%s-%d", rep, name, i)}
+				if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				id, d := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
+				ids[rt] = append(ids[rt], id)
+				lat[name] = append(lat[name], d)
+			}
+		}
+		for rt, l := range ids {
+			(&bencher{t: t, c: c, rt: rt}).removePods(l)
+		}
+	}
+	for _, name := range names {
+		t.Logf("%s: pod start median %.0f ms over %d pods", name, median(lat[name]), len(lat[name]))
+	}
+	t.Logf("ratio %s/%s: %.2f", names[1], names[0], median(lat[names[1]])/median(lat[names[0]]))
+}

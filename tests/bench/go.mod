@@ -7,7 +7,9 @@ require (
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/watchshim/containerd-shim-watch-v2 v0.0.0
 	gonum.org/v1/plot v0.17.0
+	google.golang.org/grpc v1.81.1
 	google.golang.org/protobuf v1.36.11
+	k8s.io/cri-api v0.34.1
 )
 
 require (
@@ -27,7 +29,6 @@ require (
 	golang.org/x/sys v0.46.0 // indirect
 	golang.org/x/text v0.34.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260226221140-a57be14db171 // indirect
-	google.golang.org/grpc v1.81.1 // indirect
 )
 
 replace github.com/watchshim/containerd-shim-watch-v2 => ../..

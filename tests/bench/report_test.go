@@ -35,7 +35,7 @@ var metrics = []metric{
 	{"anon_kib_5c", "Shim private anon (RssAnon) per pod, pause+5", "KiB", 0},
 	{"rest_cpu_ms_per_min_1c", "Shim CPU at rest per pod, pause+1 (ms per minute, CRI polling stats)", "ms", 0},
 	{"rest_cpu_ms_per_min_5c", "Shim CPU at rest per pod, pause+5 (ms per minute, CRI polling stats)", "ms", 0},
-	{"pod_start_ms", "Pod start (runp+create+start), median of pods", "ms", 0.95},
+	{"pod_start_ms", "Pod start (CRI RunPodSandbox+CreateContainer+StartContainer), median of pods", "ms", 0.95},
 	{"exit_event_p50_ms", "Exit→TaskExit at subscriber, p50 (200 at once)", "ms", 0},
 	{"exit_event_p99_ms", "Exit→TaskExit at subscriber, p99 (200 at once)", "ms", 0.5},
 	{"exit_event_max_ms", "Exit→TaskExit at subscriber, max (200 at once)", "ms", 0},
