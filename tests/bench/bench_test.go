@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -259,6 +260,7 @@ func (b *bencher) burstFigures() {
 	r = b.burst(tc, fifo, ctrs[:1], stormExecs, "s", nil)
 	b.m["exec500_exit_wall_ms"] = r.exitWall
 	b.m["exec500_total_wall_ms"] = r.totalWall
+	b.m["exec500_other_cpu_ms"] = r.otherCPU
 	b.m["cpu_ms_per_1000_execs"] = r.cpuAll * 1000 / float64(stormExecs)
 	b.m["cpu_ms_per_1000_exits"] = r.cpuExit * 1000 / float64(stormExecs)
 	b.removePods([]string{podID})
@@ -271,6 +273,7 @@ type burstResult struct {
 	cpuAll    float64   // shim CPU ms for Exec+Start+exit+Wait+Delete of all execs
 	cpuExit   float64   // shim CPU ms from the release until the last Wait returned
 	schedExit float64   // the same from the threads' schedstat (ns resolution, live threads only)
+	otherCPU  float64   // ms of machine CPU from the release until the last Wait, less the shim's, per CPU
 	eventLat  []float64 // ms from exited_at to receipt by the ctr events subscriber
 	shimLat   []float64 // ms from exited_at to the envelope timestamp the shim set when it sent the event
 }
@@ -388,7 +391,7 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	time.Sleep(500 * time.Millisecond) // let every Wait reach the shim
 
 	stopPerf := b.startPerf(shims)
-	cpuR, schedR := shimCPU(shims), schedCPU(shims)
+	cpuR, schedR, busyR := shimCPU(shims), schedCPU(shims), machineBusy(t)
 	tRelease := time.Now()
 	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
 	if err != nil {
@@ -396,7 +399,7 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	}
 	f.Close()
 	waits.Wait()
-	cpuW, schedW := shimCPU(shims), schedCPU(shims)
+	cpuW, schedW, busyW := shimCPU(shims), schedCPU(shims), machineBusy(t)
 	stopPerf()
 	if len(errs) > 0 {
 		t.Fatalf("%s: %d errors waiting for execs, first: %s", b.rt, len(errs), errs[0])
@@ -452,6 +455,7 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 		cpuAll:    cpu1 - cpu0,
 		cpuExit:   cpuW - cpuR,
 		schedExit: schedW - schedR,
+		otherCPU:  (busyW - busyR - (cpuW - cpuR)) / float64(runtime.NumCPU()),
 		eventLat:  append([]float64(nil), eventLat...),
 		shimLat:   append([]float64(nil), shimLat...),
 	}
@@ -572,6 +576,25 @@ func smapsRollup(t *testing.T, pid int) (rss, pss float64) {
 		}
 	}
 	return rss, pss
+}
+
+// machineBusy returns the CPU time the whole machine spent not idle, in ms
+// summed over CPUs, from /proc/stat.
+func machineBusy(t *testing.T) float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var busy float64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, iowait, guest
+			busy += n
+		}
+	}
+	return busy * 1000 / clockTicks
 }
 
 // shimCPU returns utime+stime of pids in ms (own threads, not children).
