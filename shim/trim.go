@@ -17,13 +17,16 @@ import (
 const restThreads = 4
 
 // trimMemory returns freed heap pages (and idle threads) to the kernel once
-// the shim has gone quiet after allocating: a second after a burst of work
-// (pod start, an exec storm) has ended, and every period at rest. Go's
+// the shim has gone quiet after allocating: a few seconds after a burst of
+// work (pod start, an exec storm) has ended, and every period at rest. Go's
 // background scavenger does this too, but slowly and only down to its heap
 // target; a shim is idle almost all of its life, so the memory it holds at
 // rest is what a node pays per pod.
 func trimMemory(ctx context.Context, period time.Duration) {
-	const tick = time.Second
+	const (
+		tick  = time.Second
+		quiet = 64 << 10 // allocated in a tick: still busy above this
+	)
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	allocated := func() uint64 {
 		metrics.Read(sample)
@@ -33,6 +36,7 @@ func trimMemory(ctx context.Context, period time.Duration) {
 	defer t.Stop()
 	prev := allocated()
 	lastTrim, trimmedAt := prev, time.Now()
+	var quietFor time.Duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -40,9 +44,13 @@ func trimMemory(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		now := allocated()
-		recent, since := now-prev, now-lastTrim
+		if now-prev > quiet {
+			quietFor = 0
+		} else {
+			quietFor += tick
+		}
 		prev = now
-		if !trimDue(recent, since, time.Since(trimmedAt), period) {
+		if !trimDue(now-lastTrim, quietFor, time.Since(trimmedAt), period) {
 			continue
 		}
 		trimThreads(restThreads)
@@ -52,18 +60,24 @@ func trimMemory(ctx context.Context, period time.Duration) {
 	}
 }
 
-// trimDue decides a trim from the bytes allocated in the last tick (recent)
-// and since the last trim (since), and the time since the last trim.
-func trimDue(recent, since uint64, sinceTrim, period time.Duration) bool {
+// trimDue decides a trim from the bytes allocated since the last trim
+// (since), how long the shim has been quiet, and the time since the last
+// trim.
+//
+// A burst is trimmed only after settle quiet seconds: a lull inside one (an
+// exec storm set up and waiting for its release, say) would pay a full GC
+// over the burst's live goroutines and end the threads the burst needs
+// again a moment later, for little memory back.
+func trimDue(since uint64, quietFor, sinceTrim, period time.Duration) bool {
 	const (
-		quiet = 64 << 10  // allocated in the last tick: still busy above this
-		burst = 256 << 10 // allocated since the last trim: worth trimming now
+		burst  = 256 << 10 // allocated since the last trim: worth trimming soon
+		settle = 3 * time.Second
 	)
 	switch {
-	case recent > quiet || since == 0:
+	case quietFor == 0 || since == 0:
 		return false // busy, or nothing to give back
 	case since >= burst:
-		return true // a burst just ended
+		return quietFor >= settle // a burst has ended, or has not
 	default:
 		return sinceTrim >= period // at rest: every period
 	}

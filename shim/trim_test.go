@@ -53,18 +53,23 @@ func TestTrimThreads(t *testing.T) {
 func TestTrimDue(t *testing.T) {
 	const period = 30 * time.Second
 	for _, c := range []struct {
-		name          string
-		recent, since uint64
-		sinceTrim     time.Duration
-		want          bool
+		name      string
+		since     uint64
+		quietFor  time.Duration
+		sinceTrim time.Duration
+		want      bool
 	}{
-		{"busy", 100 << 10, 10 << 20, time.Hour, false},
-		{"nothing allocated", 0, 0, time.Hour, false},
-		{"burst ended", 10 << 10, 300 << 10, time.Second, true},
-		{"at rest, period not over", 2 << 10, 100 << 10, 10 * time.Second, false},
-		{"at rest, period over", 2 << 10, 100 << 10, period, true},
+		{"busy", 10 << 20, 0, time.Hour, false},
+		{"nothing allocated", 0, time.Hour, time.Hour, false},
+		{"lull in a burst", 300 << 10, 2 * time.Second, 5 * time.Second, false},
+		{"burst ended", 300 << 10, 3 * time.Second, 5 * time.Second, true},
+		{"burst ended, long quiet", 300 << 10, time.Minute, time.Minute, true},
+		{"lull in a burst, period over", 300 << 10, time.Second, period, false},
+		{"at rest, period not over", 100 << 10, time.Minute, 10 * time.Second, false},
+		{"at rest, period over", 100 << 10, time.Second, period, true},
+		{"busy, period over", 100 << 10, 0, period, false},
 	} {
-		if got := trimDue(c.recent, c.since, c.sinceTrim, period); got != c.want {
+		if got := trimDue(c.since, c.quietFor, c.sinceTrim, period); got != c.want {
 			t.Errorf("%s: trimDue = %v, want %v", c.name, got, c.want)
 		}
 	}
