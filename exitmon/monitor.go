@@ -2,11 +2,11 @@ package exitmon
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/signal"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -71,12 +71,11 @@ func (m *Monitor) Reap() {
 	var deliver []func()
 	m.mu.Lock()
 	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
+		pid, ws, errno := wait4NoHang()
+		if errno == unix.EINTR {
 			continue
 		}
-		if err != nil || pid <= 0 {
+		if errno != 0 || pid <= 0 {
 			break
 		}
 		deliver = append(deliver, m.dispatchLocked(pid, ws))
@@ -90,6 +89,21 @@ func (m *Monitor) Reap() {
 		}
 	}
 }
+
+// wait4NoHang is wait4(-1, &ws, WNOHANG, nil) as a raw system call: it never
+// blocks, so it need not tell the Go scheduler it is in a system call. With
+// one P, the scheduler would otherwise hand the P to another thread whenever
+// reaping (freeing the child, walking the list of children) outlasts a
+// sysmon tick, which in an exit burst is most calls: a thread wake-up and
+// a hand-back per exit.
+func wait4NoHang() (int, unix.WaitStatus, unix.Errno) {
+	var ws unix.WaitStatus
+	pid, _, errno := unix.RawSyscall6(unix.SYS_WAIT4, uintptr(anyChild), uintptr(unsafe.Pointer(&ws)), unix.WNOHANG, 0, 0, 0)
+	return int(pid), ws, errno
+}
+
+// anyChild is wait4's pid -1, in a variable so it converts to uintptr.
+var anyChild = -1
 
 func (m *Monitor) dispatchLocked(pid int, ws unix.WaitStatus) func() {
 	m.seq++
