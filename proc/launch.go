@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -87,36 +85,6 @@ func receivePidfd(s *runc.Socket, out chan<- int) {
 		fd = -1
 	}
 	out <- fd
-}
-
-// runcProbes holds, per runc binary, whether it takes --pidfd-socket (runc
-// 1.2 or newer). Finding out runs `runc --version` once per shim;
-// WarmRuncProbe starts that for the default runc when the server starts, so
-// the pod's first Create does not wait for it.
-var runcProbes sync.Map // runc.Runc.Command -> *runcProbe
-
-type runcProbe struct {
-	once sync.Once
-	ok   bool
-}
-
-// WarmRuncProbe probes the default runc in the background.
-func WarmRuncProbe() {
-	go pidfdSocketSupported(&runc.Runc{})
-}
-
-// pidfdSocketSupported reports whether r's binary is runc 1.2 or newer. The
-// first caller for a binary runs the probe; the others wait for its answer.
-func pidfdSocketSupported(r *runc.Runc) bool {
-	v, _ := runcProbes.LoadOrStore(r.Command, new(runcProbe))
-	p := v.(*runcProbe)
-	p.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		ver, err := (&runc.Runc{Command: r.Command, PdeathSignal: syscall.SIGKILL}).Version(ctx)
-		p.ok = err == nil && versionAtLeast(ver.Runc, 1, 2)
-	})
-	return p.ok
 }
 
 func versionAtLeast(v string, major, minor int) bool {

@@ -31,9 +31,22 @@ func runs(t *testing.T, count string) int {
 	return strings.Count(string(b), "x")
 }
 
+// useProbeCache points the node's probe cache at dir for the test.
+func useProbeCache(t *testing.T, dir string) {
+	old := probeCacheDir
+	probeCacheDir = dir
+	t.Cleanup(func() { probeCacheDir = old })
+}
+
+// forgetProbes drops what this process learnt, as a new shim would start.
+func forgetProbes() {
+	runcProbes.Range(func(k, _ any) bool { runcProbes.Delete(k); return true })
+}
+
 // The probe runs once per runc binary however many Creates ask at once, and
 // an answer for one binary is not taken for another.
 func TestPidfdSocketProbeOncePerBinary(t *testing.T) {
+	useProbeCache(t, t.TempDir())
 	newer, newerCount := fakeRunc(t, "1.3.0")
 	older, olderCount := fakeRunc(t, "1.1.15")
 	var wg sync.WaitGroup
@@ -66,6 +79,7 @@ func TestPidfdSocketProbeOncePerBinary(t *testing.T) {
 // WarmRuncProbe starts the default runc's probe without waiting for it; a
 // later caller gets its answer without running runc again.
 func TestWarmRuncProbe(t *testing.T) {
+	useProbeCache(t, t.TempDir())
 	bin, count := fakeRunc(t, "1.2.5")
 	t.Setenv("PATH", filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	runcProbes.Delete("")
@@ -87,5 +101,59 @@ func TestWarmRuncProbe(t *testing.T) {
 	}
 	if n := runs(t, count); n != 1 {
 		t.Errorf("default runc probed %d times, want 1", n)
+	}
+}
+
+// A second shim takes the first one's answer from the node's cache without
+// running runc; replacing the binary makes the next shim probe again.
+func TestPidfdSocketProbeCachedAcrossShims(t *testing.T) {
+	useProbeCache(t, filepath.Join(t.TempDir(), "cache"))
+	t.Cleanup(forgetProbes)
+	bin, count := fakeRunc(t, "1.3.0")
+	if !pidfdSocketSupported(&runc.Runc{Command: bin}) {
+		t.Fatal("first shim: runc 1.3.0 not supported")
+	}
+	forgetProbes()
+	if !pidfdSocketSupported(&runc.Runc{Command: bin}) {
+		t.Fatal("second shim: runc 1.3.0 not supported")
+	}
+	if n := runs(t, count); n != 1 {
+		t.Fatalf("runc probed %d times by two shims, want 1", n)
+	}
+
+	// An older runc installed in its place.
+	script := "#!/bin/sh\necho x >> " + count + "\necho 'runc version 1.1.15'\n"
+	if err := os.WriteFile(bin+".new", []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	forgetProbes()
+	if pidfdSocketSupported(&runc.Runc{Command: bin}) {
+		t.Fatal("replaced by runc 1.1.15: still supported")
+	}
+	if n := runs(t, count); n != 2 {
+		t.Fatalf("runc probed %d times, want 2 after the binary was replaced", n)
+	}
+}
+
+// A failed probe is not cached: the next shim tries again.
+func TestPidfdSocketProbeFailureNotCached(t *testing.T) {
+	useProbeCache(t, t.TempDir())
+	t.Cleanup(forgetProbes)
+	dir := t.TempDir()
+	bin, count := filepath.Join(dir, "runc"), filepath.Join(dir, "count")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho x >> "+count+"\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		forgetProbes()
+		if pidfdSocketSupported(&runc.Runc{Command: bin}) {
+			t.Fatal("failing runc: supported")
+		}
+	}
+	if n := runs(t, count); n != 2 {
+		t.Fatalf("failing runc probed %d times by two shims, want 2", n)
 	}
 }
