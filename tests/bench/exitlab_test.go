@@ -28,6 +28,8 @@ import (
 // BENCH_PERF=DIR also records the shims with `perf record -g` during that
 // window (DIR/perf-<rt>-<rep>.data; perf's cost skews the figures), and
 // BENCH_PERF_SYSTEM=1 the whole machine instead, without stacks.
+// BENCH_BURST=1 runs figures 3 to 5 instead (the 200-exec burst over 4
+// containers with its exit event latencies, then the 500-exec one).
 // BENCH_ONLY=watch (or runc) measures one runtime only. BENCH_AB=BINARY
 // compares two watch builds instead of watch and runc (see abSwap): on a
 // busy machine the only way to see a 10-20% change.
@@ -61,6 +63,18 @@ func TestExitLab(t *testing.T) {
 				rt = "watch"
 			}
 			b := &bencher{t: t, c: c, rt: rt, rep: rep, perf: os.Getenv("BENCH_PERF")}
+			if os.Getenv("BENCH_BURST") != "" {
+				// Figures 3 to 5, as in TestBench: the 200-exec burst with
+				// its event latencies, then the 500-exec one.
+				b.m = map[string]float64{}
+				b.burstFigures()
+				line := fmt.Sprintf("200: event p50 %.1f p99 %.1f ms, shim sent p99 %.1f ms, wall %.0f ms; 500: wall %.0f ms, cpu/1000 exits %.0f ms; load %s",
+					b.m["exit_event_p50_ms"], b.m["exit_event_p99_ms"], b.m["exit_send_p99_ms"], b.m["burst200_wait_wall_ms"],
+					b.m["exec500_exit_wall_ms"], b.m["cpu_ms_per_1000_exits"], loadavg())
+				t.Logf("rep %d %s: %s", rep, name, line)
+				sums[name] = append(sums[name], line)
+				continue
+			}
 			r := b.stormOnly()
 			line := fmt.Sprintf("wall %.0f ms (last reap %.0f ms, all but the shim %.0f ms), cpu/1000 exits %.0f ms (schedstat %.0f ms), load %s",
 				r.exitWall, r.reapWall, r.otherCPU, r.cpuExit*1000/float64(stormExecs), r.schedExit*1000/float64(stormExecs), loadavg())
