@@ -2,8 +2,6 @@ package proc
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -85,13 +83,4 @@ func receivePidfd(s *runc.Socket, out chan<- int) {
 		fd = -1
 	}
 	out <- fd
-}
-
-func versionAtLeast(v string, major, minor int) bool {
-	var a, b int
-	v = strings.TrimPrefix(v, "v")
-	if n, _ := fmt.Sscanf(v, "%d.%d", &a, &b); n < 2 {
-		return false
-	}
-	return a > major || (a == major && b >= minor)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -113,4 +114,13 @@ func writeProbeCache(key, answer string) {
 	if err := os.Rename(tmp.Name(), filepath.Join(probeCacheDir, key)); err != nil {
 		os.Remove(tmp.Name())
 	}
+}
+
+func versionAtLeast(v string, major, minor int) bool {
+	var a, b int
+	v = strings.TrimPrefix(v, "v")
+	if n, _ := fmt.Sscanf(v, "%d.%d", &a, &b); n < 2 {
+		return false
+	}
+	return a > major || (a == major && b >= minor)
 }
