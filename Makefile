@@ -15,8 +15,11 @@ export WATCH_CONTAINERD_VERSIONS
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# GOEXPERIMENT=nogreenteagc: Go 1.26's new collector keeps ~150 KiB more
+# resident per shim at rest (measured with TestMemLab, tests/bench); a shim's
+# heap is a few hundred KiB, where the old one loses nothing.
 build: ## Build the shim into .bin/containerd-shim-watch-v2 (default): static, like containerd's release shims
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(SHIM) ./cmd/containerd-shim-watch-v2
+	CGO_ENABLED=0 GOEXPERIMENT=nogreenteagc go build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(SHIM) ./cmd/containerd-shim-watch-v2
 
 deps: ## Install Debian packages, build containerd 2.2/2.4, runc, crictl, critest and test images into .bin/
 	scripts/install-deps.sh

@@ -30,6 +30,8 @@ type Monitor struct {
 	open      map[Token]int
 	counters  Counters
 	outbox    *outbox
+	wake      *waker        // nil: Run reaps on SIGCHLD
+	sweep     time.Duration // reap this often without a wake-up
 }
 
 type reaped struct {
@@ -44,13 +46,26 @@ func New(pub Publisher) *Monitor {
 		watches:   make(map[int]func(Status)),
 		unclaimed: make(map[int][]reaped),
 		open:      make(map[Token]int),
+		wake:      newWaker(),
+		sweep:     sweepEvery,
 	}
 	m.outbox = newOutbox(pub, outboxWorkers)
 	return m
 }
 
-// Run reaps children on every SIGCHLD until ctx is done.
+// Run reaps children until ctx is done: woken by the pidfds of the
+// processes it tracks and every sweepEvery (see waker), or on SIGCHLD
+// where the kernel has no pidfds.
 func (m *Monitor) Run(ctx context.Context) {
+	if m.wake != nil {
+		m.runWoken(ctx)
+		return
+	}
+	m.runSignals(ctx)
+}
+
+// runSignals reaps children on every SIGCHLD until ctx is done.
+func (m *Monitor) runSignals(ctx context.Context) {
 	sig := make(chan os.Signal, 128)
 	signal.Notify(sig, unix.SIGCHLD)
 	defer signal.Stop(sig)
@@ -116,6 +131,7 @@ var anyChild = -1
 func (m *Monitor) dispatchLocked(pid int, ws unix.WaitStatus) func() {
 	m.seq++
 	m.counters.ExitsSeen++
+	m.wake.doneLocked(pid)
 	st := Status{Pid: pid, Code: codeOf(ws), ExitedAt: time.Now()}
 	if fn, ok := m.watches[pid]; ok {
 		delete(m.watches, pid)
@@ -192,6 +208,7 @@ func (m *Monitor) Track(t Token, pid, pidfd int, fn func(Status)) {
 	st, ok := m.claimLocked(t, pid, pidfd)
 	if !ok {
 		m.watches[pid] = fn
+		m.wake.watchLocked(pid, pidfd)
 	}
 	m.releaseLocked(t)
 	m.mu.Unlock()

@@ -300,3 +300,80 @@ func TestStartCmd(t *testing.T) {
 		t.Fatal("StartCmdLocked exit not delivered")
 	}
 }
+
+// TestRunWokenByPidfd: Run delivers the exit of a tracked child at once,
+// woken by its pidfd, not by the sweep (an hour here) nor by SIGCHLD.
+func TestRunWokenByPidfd(t *testing.T) {
+	m := New(newRecorder())
+	if m.wake == nil {
+		t.Skip("no pidfd_open on this kernel: Run reaps on SIGCHLD")
+	}
+	m.sweep = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	for _, withFd := range []bool{false, true} {
+		tok := m.Begin()
+		fd := -1
+		cmd := exec.Command("/bin/sleep", "30")
+		if withFd {
+			cmd.SysProcAttr = &syscall.SysProcAttr{PidFD: &fd}
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan Status, 1)
+		m.Track(tok, cmd.Process.Pid, fd, func(st Status) { got <- st })
+		if fd >= 0 {
+			unix.Close(fd) // the monitor keeps its own
+		}
+		time.Sleep(50 * time.Millisecond) // Run is waiting again
+		start := time.Now()
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case st := <-got:
+			if st.Code != 128+int(unix.SIGKILL) {
+				t.Fatalf("code %d", st.Code)
+			}
+			t.Logf("pidfd from caller %v: delivered %v after the kill", withFd, time.Since(start))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("pidfd from caller %v: exit not delivered without a sweep", withFd)
+		}
+	}
+	m.mu.Lock()
+	left := len(m.wake.fds)
+	m.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d pidfds left open after their exits", left)
+	}
+}
+
+// TestRunSweepsOrphans: a child nobody tracks (an orphan a host-PID
+// container left to the subreaper) is reaped by the sweep.
+func TestRunSweepsOrphans(t *testing.T) {
+	m := New(newRecorder())
+	m.sweep = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond)
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Counters().Orphans == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("orphan not reaped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := unix.Kill(cmd.Process.Pid, 0); err != unix.ESRCH {
+		t.Fatalf("orphan %d still there (kill 0: %v)", cmd.Process.Pid, err)
+	}
+}

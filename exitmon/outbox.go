@@ -27,13 +27,16 @@ var (
 // events (exec exits, which containerd does not order among themselves)
 // is sent concurrently. A failed send parks only that queue
 // (with capped exponential backoff) and frees the worker for other tasks.
-// Events are never evicted.
+// Events are never evicted. Workers start when queues become ready and end
+// when none is: a shim at rest, which is most of its life, keeps none.
 type outbox struct {
-	pub   Publisher
-	codec Codec // nil: queues stay in memory
-	ready chan *queue
+	pub     Publisher
+	codec   Codec // nil: queues stay in memory
+	workers int   // at most this many serve queues at once
 
 	mu      sync.Mutex
+	ready   []*queue // queues waiting for a worker, in order
+	running int      // workers started and not ended
 	queues  map[*queue]struct{}
 	queued  uint64
 	sent    uint64
@@ -68,11 +71,8 @@ type queue struct {
 }
 
 func newOutbox(pub Publisher, workers int) *outbox {
-	ob := &outbox{pub: pub, ready: make(chan *queue, 1024), queues: map[*queue]struct{}{}}
+	ob := &outbox{pub: pub, workers: workers, queues: map[*queue]struct{}{}}
 	ob.codec, _ = pub.(Codec)
-	for i := 0; i < workers; i++ {
-		go ob.work()
-	}
 	return ob
 }
 
@@ -137,17 +137,35 @@ func (ob *outbox) scheduleLocked(q *queue) {
 		return
 	}
 	q.busy = true
-	select {
-	case ob.ready <- q:
-	default:
-		go func() { ob.ready <- q }()
+	ob.readyLocked(q)
+}
+
+// readyLocked hands a busy queue to a worker, starting one if fewer than
+// workers run.
+func (ob *outbox) readyLocked(q *queue) {
+	ob.ready = append(ob.ready, q)
+	if ob.running < ob.workers {
+		ob.running++
+		go ob.work()
 	}
 }
 
+// work serves ready queues until there is none left.
 func (ob *outbox) work() {
-	for q := range ob.ready {
+	ob.mu.Lock()
+	for len(ob.ready) > 0 {
+		q := ob.ready[0]
+		ob.ready[0] = nil
+		ob.ready = ob.ready[1:]
+		if len(ob.ready) == 0 {
+			ob.ready = nil // let the backing array go
+		}
+		ob.mu.Unlock()
 		ob.serve(q)
+		ob.mu.Lock()
 	}
+	ob.running--
+	ob.mu.Unlock()
 }
 
 // serve sends q's events until it is empty or a send fails. A barrier is
@@ -182,7 +200,11 @@ func (ob *outbox) serve(q *queue) {
 			ob.retried += uint64(len(failed))
 			delay := backoff(q.attempt)
 			ob.mu.Unlock()
-			time.AfterFunc(delay, func() { ob.ready <- q })
+			time.AfterFunc(delay, func() {
+				ob.mu.Lock()
+				ob.readyLocked(q)
+				ob.mu.Unlock()
+			})
 			return
 		}
 		q.items = q.items[n:]

@@ -372,3 +372,55 @@ func TestOutboxFreeRunsAreConcurrent(t *testing.T) {
 		t.Fatalf("counters %+v, want 123 sent and 3 retried", c)
 	}
 }
+
+// TestOutboxWorkersOnDemand: no worker runs before there is an event or
+// after all are sent, and never more than the bound while sends hang.
+func TestOutboxWorkersOnDemand(t *testing.T) {
+	block := make(chan struct{})
+	var mu sync.Mutex
+	inFlight, peak := 0, 0
+	pub := publisherFunc(func(ctx context.Context, topic string, ev any) error {
+		mu.Lock()
+		inFlight++
+		peak = max(peak, inFlight)
+		mu.Unlock()
+		<-block
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return nil
+	})
+	ob := newOutbox(pub, 2)
+	running := func() int {
+		ob.mu.Lock()
+		defer ob.mu.Unlock()
+		return ob.running
+	}
+	if n := running(); n != 0 {
+		t.Fatalf("%d workers before any event", n)
+	}
+	for i := 0; i < 5; i++ {
+		ob.newQueue("").push("/t", tev{fmt.Sprint("t", i), 0})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := running(); n != 2 {
+		t.Fatalf("%d workers with 5 queues ready, want the bound 2", n)
+	}
+	close(block)
+	deadline := time.Now().Add(5 * time.Second)
+	for ob.pending() > 0 || running() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending %d, workers %d after all sends returned", ob.pending(), running())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if peak > 2 {
+		t.Fatalf("%d sends in flight at once, bound 2", peak)
+	}
+}
+
+type publisherFunc func(ctx context.Context, topic string, ev any) error
+
+func (f publisherFunc) Publish(ctx context.Context, topic string, ev any) error {
+	return f(ctx, topic, ev)
+}

@@ -75,15 +75,16 @@ func serve(ctx context.Context, f flags) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ctx, l) }()
-	go dumpStacksOnSIGUSR1(ctx)
 
-	exit := make(chan os.Signal, 1)
-	signal.Notify(exit, unix.SIGTERM, unix.SIGINT)
+	// No signal.Notify here or anywhere in the shim: os/signal keeps two OS
+	// threads per process for life (see exitmon's waker). SIGTERM and
+	// SIGINT end the shim at once, as SIGKILL does; every exit it reaped is
+	// in its journal for the delete that containerd runs next. Goroutine
+	// stacks, which shims dump on SIGUSR1, are `containerd-shim-watch-v2
+	// stacks PID`.
 	select {
 	case <-done.C():
 		log.G(ctx).Debug("shutdown requested")
-	case s := <-exit:
-		log.G(ctx).WithField("signal", s).Info("exit signal")
 	case err := <-serveErr:
 		return fmt.Errorf("ttrpc server: %w", err)
 	}
@@ -141,26 +142,3 @@ func (s *shutdown) Shutdown() { s.once.Do(func() { close(s.c) }) }
 
 // C is closed when shutdown was asked for.
 func (s *shutdown) C() <-chan struct{} { return s.c }
-
-// dumpStacksOnSIGUSR1 logs every goroutine's stack on SIGUSR1.
-func dumpStacksOnSIGUSR1(ctx context.Context) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, unix.SIGUSR1)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		}
-		buf := make([]byte, 1<<16)
-		for {
-			n := runtime.Stack(buf, true)
-			if n < len(buf) {
-				buf = buf[:n]
-				break
-			}
-			buf = make([]byte, 2*len(buf))
-		}
-		log.G(ctx).Infof("=== goroutine stack dump ===\n%s\n=== end of dump ===", buf)
-	}
-}

@@ -11,9 +11,11 @@ import (
 	"time"
 )
 
-// restThreads is how many OS threads a shim at rest needs: the main thread,
-// sysmon, the template thread that LockOSThread users need, and one to run
-// goroutines.
+// restThreads is how many OS threads a shim at rest keeps: sysmon, the
+// template thread that LockOSThread users need, one to run goroutines, and
+// the main thread, which cannot end (if a trim round lands on it, it is
+// parked for good). This is reachable only because the shim never calls
+// signal.Notify, which would hold two more for life (see exitmon's waker).
 const restThreads = 4
 
 // trimMemory returns freed heap pages (and idle threads) to the kernel once

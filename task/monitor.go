@@ -15,12 +15,13 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
 
-// MonitorService and CountersMethod name the shim's own ttrpc endpoint that
-// shows what the exit monitor is doing. It answers an Empty with a
-// BytesValue holding Counters as JSON.
+// MonitorService names the shim's own ttrpc endpoint that shows what it is
+// doing. Each method answers an Empty with a BytesValue: CountersMethod
+// holds Counters as JSON, StacksMethod every goroutine's stack as text.
 const (
 	MonitorService = "containerd.watch.v1.Monitor"
 	CountersMethod = "Counters"
+	StacksMethod   = "Stacks"
 )
 
 // Counters is what the shim reports about itself.
@@ -97,8 +98,35 @@ func (s *Service) registerMonitor(server *ttrpc.Server) {
 				}
 				return wrapperspb.Bytes(b), nil
 			},
+			StacksMethod: func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				if err := unmarshal(&emptypb.Empty{}); err != nil {
+					return nil, err
+				}
+				return wrapperspb.Bytes(allStacks()), nil
+			},
 		},
 	})
+}
+
+// allStacks returns the stacks of every goroutine, as a panic prints them.
+func allStacks() []byte {
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return buf[:n]
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// ReadStacks asks the shim serving client for its goroutine stacks.
+func ReadStacks(ctx context.Context, client *ttrpc.Client) ([]byte, error) {
+	var resp wrapperspb.BytesValue
+	if err := client.Call(ctx, MonitorService, StacksMethod, &emptypb.Empty{}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Value, nil
 }
 
 // ReadCounters asks the shim serving client for its counters.

@@ -19,9 +19,10 @@ import (
 // socketEnv matches shim.socketEnv: the server's own socket address.
 const socketEnv = "WATCH_SHIM_SOCKET="
 
-// printCounters implements `containerd-shim-watch-v2 counters PID|ADDRESS`:
-// it prints what a running shim's exit monitor has done, as JSON.
-func printCounters(target string) error {
+// inspect implements `containerd-shim-watch-v2 counters|stacks PID|ADDRESS`:
+// it prints what a running shim's exit monitor has done, as JSON
+// (counters), or the stacks of its goroutines (stacks).
+func inspect(what, target string) error {
 	addr, err := resolveAddress(target)
 	if err != nil {
 		return err
@@ -34,6 +35,14 @@ func printCounters(target string) error {
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if what == "stacks" {
+		b, err := task.ReadStacks(ctx, client)
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(b)
+		return err
+	}
 	c, err := task.ReadCounters(ctx, client)
 	if err != nil {
 		return err

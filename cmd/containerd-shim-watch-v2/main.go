@@ -18,9 +18,9 @@ var (
 )
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "counters" {
-		if err := printCounters(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "counters:", err)
+	if len(os.Args) == 3 && (os.Args[1] == "counters" || os.Args[1] == "stacks") {
+		if err := inspect(os.Args[1], os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}
 		return

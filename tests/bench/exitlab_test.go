@@ -34,33 +34,17 @@ import (
 // compares two watch builds instead of watch and runc (see abSwap): on a
 // busy machine the only way to see a 10-20% change.
 func TestExitLab(t *testing.T) {
-	reps := 3
-	if n, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && n > 0 {
-		reps = n
-	}
-	if !harness.HasWatchShim() {
-		t.Fatal(".bin/" + harness.WatchShim + " missing: run make build")
-	}
-	c := harness.Start(t, harness.Options{Version: "2.4"})
+	c, names, ab, reps := startLab(t, 3)
 	sums := map[string][]string{}
-	names := runtimes
-	ab := newABSwap(t)
-	if ab != nil {
-		names = []string{"watch", "watchB"}
-	}
 	for rep := 0; rep < reps; rep++ {
 		order := []string{names[0], names[1]}
 		if rep%2 == 1 {
 			order = []string{names[1], names[0]}
 		}
 		for _, name := range order {
-			if only := os.Getenv("BENCH_ONLY"); only != "" && only != name {
+			rt := runtimeFor(ab, name)
+			if rt == "" {
 				continue
-			}
-			rt := name
-			if ab != nil {
-				ab.use(name == "watchB")
-				rt = "watch"
 			}
 			b := &bencher{t: t, c: c, rt: rt, rep: rep, perf: os.Getenv("BENCH_PERF")}
 			if os.Getenv("BENCH_BURST") != "" {
@@ -211,22 +195,11 @@ func schedCPU(pids []int) float64 {
 //
 //	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestPodLab$' .
 func TestPodLab(t *testing.T) {
-	reps, n := 3, 10
-	if v, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && v > 0 {
-		reps = v
-	}
+	n := 10
 	if v, err := strconv.Atoi(os.Getenv("BENCH_PODS")); err == nil && v > 0 {
 		n = v
 	}
-	if !harness.HasWatchShim() {
-		t.Fatal(".bin/" + harness.WatchShim + " missing: run make build")
-	}
-	c := harness.Start(t, harness.Options{Version: "2.4"})
-	names := runtimes
-	ab := newABSwap(t)
-	if ab != nil {
-		names = []string{"watch", "watchB"}
-	}
+	c, names, ab, reps := startLab(t, 3)
 	lat := map[string][]float64{}
 	for rep := 0; rep < reps; rep++ {
 		ids := map[string][]string{}
@@ -259,4 +232,73 @@ func TestPodLab(t *testing.T) {
 		t.Logf("%s: pod start median %.0f ms over %d pods", name, median(lat[name]), len(lat[name]))
 	}
 	t.Logf("ratio %s/%s: %.2f", names[1], names[0], median(lat[names[1]])/median(lat[names[0]]))
+}
+
+// TestMemLab is a quick loop for work on memory at rest: figure 1 and 6 with
+// 1 container per pod only, per runtime (BENCH_ONLY=watch for one),
+// BENCH_REPS (default 1) repetitions, BENCH_AB=BINARY as in TestExitLab.
+// BENCH_HOLD=DURATION keeps the pods running that long after measuring, to
+// look at the shims by hand (their pids are logged).
+//
+//	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestMemLab$' .
+func TestMemLab(t *testing.T) {
+	hold, _ := time.ParseDuration(os.Getenv("BENCH_HOLD"))
+	c, names, ab, reps := startLab(t, 1)
+	for rep := 0; rep < reps; rep++ {
+		for _, name := range names {
+			rt := runtimeFor(ab, name)
+			if rt == "" {
+				continue
+			}
+			b := &bencher{t: t, c: c, rt: rt, rep: rep, m: map[string]float64{}}
+			var ids []string
+			for i := 0; i < pods; i++ {
+				p := harness.Pod{Name: fmt.Sprintf("mem%d-%s-%d", rep, name, i)}
+				if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				id, _ := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
+				ids = append(ids, id)
+			}
+			b.restFigures("1c")
+			t.Logf("rep %d %s: %s", rep, name, fmtMetrics(b.m))
+			if hold > 0 {
+				t.Logf("holding %v; shims %v", hold, c.ShimPids(rt))
+				time.Sleep(hold)
+			}
+			b.removePods(ids)
+		}
+	}
+}
+
+// startLab starts the private containerd of a lab and returns the runtimes
+// it compares (watch and runc, or watch and watchB with BENCH_AB) and the
+// repetitions (BENCH_REPS, else reps).
+func startLab(t *testing.T, reps int) (*harness.Containerd, []string, *abSwap, int) {
+	if v, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && v > 0 {
+		reps = v
+	}
+	if !harness.HasWatchShim() {
+		t.Fatal(".bin/" + harness.WatchShim + " missing: run make build")
+	}
+	c := harness.Start(t, harness.Options{Version: "2.4"})
+	names := runtimes
+	ab := newABSwap(t)
+	if ab != nil {
+		names = []string{"watch", "watchB"}
+	}
+	return c, names, ab, reps
+}
+
+// runtimeFor puts the build that name stands for in place (with BENCH_AB)
+// and returns the CRI handler to use, or "" when BENCH_ONLY leaves name out.
+func runtimeFor(ab *abSwap, name string) string {
+	if only := os.Getenv("BENCH_ONLY"); only != "" && only != name {
+		return ""
+	}
+	if ab == nil {
+		return name
+	}
+	ab.use(name == "watchB")
+	return "watch"
 }

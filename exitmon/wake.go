@@ -1,0 +1,155 @@
+package exitmon
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sweepEvery is how often Run reaps without being woken (Monitor.sweep). A pidfd wakes it
+// for every process it tracks; the sweep is for the rest: orphans that a
+// host-PID container leaves to the shim (a child subreaper), and a process
+// whose pidfd could not be had.
+const sweepEvery = time.Second
+
+// waker tells Run that a tracked process has exited, without signals.
+//
+// SIGCHLD through os/signal costs every shim two OS threads for life: Go
+// parks one in the signal queue and locks another to keep signal masks. A
+// shim at rest then has five or six threads (each with 48 KiB of Go stacks)
+// where three would do. Instead, every tracked process has a pidfd in an
+// epoll set of our own; the epoll fd sits in Go's netpoller like a socket,
+// so an exit wakes the scheduler's own epoll wait directly: no signal
+// handler, no thread hand-off.
+//
+// The pidfds only wake Run: Reap still collects every child with
+// wait4(-1), so an exit is never lost to a missed wake-up, only delayed
+// until the next sweep.
+type waker struct {
+	file   *os.File // the epoll fd, registered with the netpoller
+	epfd   int      // its number: file.Fd would make it blocking
+	fds    map[int]int
+	closed bool // guarded by Monitor.mu, like fds
+}
+
+// newWaker returns nil when the kernel cannot do this (pidfd_open needs
+// Linux 5.3); Run then falls back to SIGCHLD.
+func newWaker() *waker {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return nil
+	}
+	unix.Close(fd)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	// Non-blocking, so that os.NewFile hands it to the netpoller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil
+	}
+	return &waker{file: os.NewFile(uintptr(epfd), "exitmon-epoll"), epfd: epfd, fds: make(map[int]int)}
+}
+
+// watchLocked adds pid to the epoll set: through a duplicate of pidfd when
+// the caller has one, else a pidfd of its own. Called with Monitor.mu held,
+// before pid can be reaped and so before its pid can be reused.
+func (w *waker) watchLocked(pid, pidfd int) {
+	if w == nil || w.closed {
+		return
+	}
+	if _, ok := w.fds[pid]; ok {
+		return
+	}
+	var fd int
+	var err error
+	if pidfd >= 0 {
+		fd, err = unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	} else {
+		fd, err = unix.PidfdOpen(pid, 0)
+	}
+	if err != nil {
+		return // the sweep will find it
+	}
+	// Edge-triggered: a pidfd stays readable once its process has exited,
+	// and it is closed only when Reap has collected that exit.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		return
+	}
+	w.fds[pid] = fd
+}
+
+// doneLocked forgets pid once its exit has been reaped.
+func (w *waker) doneLocked(pid int) {
+	if w == nil {
+		return
+	}
+	if fd, ok := w.fds[pid]; ok {
+		unix.Close(fd) // the last reference: epoll drops it too
+		delete(w.fds, pid)
+	}
+}
+
+// wait returns when a watched process may have exited, or after timeout
+// (false), or with an error when the waker was closed.
+func (w *waker) wait(timeout time.Duration) (bool, error) {
+	rc, err := w.file.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	if err := w.file.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return false, err
+	}
+	var events [32]unix.EpollEvent
+	woken := false
+	err = rc.Read(func(fd uintptr) bool {
+		// Drain the set: the netpoller sees our epoll fd edge-triggered,
+		// so it must be empty before we wait on it again.
+		for {
+			n, err := unix.EpollWait(int(fd), events[:], 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if n > 0 {
+				woken = true
+			}
+			if n < len(events) {
+				return woken
+			}
+		}
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, nil
+	}
+	return woken, err
+}
+
+// closeWaker ends the wake-ups: a waiting Run returns.
+func (m *Monitor) closeWaker() {
+	m.mu.Lock()
+	m.wake.closed = true
+	m.mu.Unlock()
+	m.wake.file.Close()
+}
+
+// runWoken is Run with pidfd wake-ups and a sweep every m.sweep.
+func (m *Monitor) runWoken(ctx context.Context) {
+	stop := context.AfterFunc(ctx, m.closeWaker)
+	defer stop()
+	for {
+		m.Reap()
+		if _, err := m.wake.wait(m.sweep); err != nil {
+			if ctx.Err() == nil {
+				logger(ctx).WithError(err).Error("exit wake-ups failed; reaping on SIGCHLD")
+				m.runSignals(ctx)
+			}
+			return
+		}
+	}
+}
