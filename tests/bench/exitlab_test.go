@@ -237,6 +237,7 @@ func TestPodLab(t *testing.T) {
 // TestMemLab is a quick loop for work on memory at rest: figure 1 and 6 with
 // 1 container per pod only, per runtime (BENCH_ONLY=watch for one),
 // BENCH_REPS (default 1) repetitions, BENCH_AB=BINARY as in TestExitLab.
+// BENCH_LATE=1 measures PSS again 30 and 60 s after the last pod started.
 // BENCH_HOLD=DURATION keeps the pods running that long after measuring, to
 // look at the shims by hand (their pids are logged).
 //
@@ -260,8 +261,22 @@ func TestMemLab(t *testing.T) {
 				id, _ := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
 				ids = append(ids, id)
 			}
+			started := time.Now()
 			b.restFigures("1c")
 			t.Logf("rep %d %s: %s", rep, name, fmtMetrics(b.m))
+			// PSS later on: how much of the first figure is settling.
+			for _, at := range []time.Duration{30 * time.Second, 60 * time.Second} {
+				if late, _ := strconv.ParseBool(os.Getenv("BENCH_LATE")); !late {
+					break
+				}
+				time.Sleep(time.Until(started.Add(at)))
+				var pss float64
+				for _, pid := range c.ShimPids(rt) {
+					_, p := smapsRollup(t, pid)
+					pss += p
+				}
+				t.Logf("rep %d %s: pss %.0f KiB per pod %v after the last pod started", rep, name, pss/float64(pods), at)
+			}
 			if hold > 0 {
 				t.Logf("holding %v; shims %v", hold, c.ShimPids(rt))
 				time.Sleep(hold)
