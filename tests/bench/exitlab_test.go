@@ -237,6 +237,7 @@ func TestPodLab(t *testing.T) {
 // TestMemLab is a quick loop for work on memory at rest: figure 1 and 6 with
 // 1 container per pod only, per runtime (BENCH_ONLY=watch for one),
 // BENCH_REPS (default 1) repetitions, BENCH_AB=BINARY as in TestExitLab.
+// BENCH_5C=1 adds the 5-container figures.
 // BENCH_LATE=1 measures PSS again 30 and 60 s after the last pod started.
 // BENCH_HOLD=DURATION keeps the pods running that long after measuring, to
 // look at the shims by hand (their pids are logged).
@@ -253,6 +254,7 @@ func TestMemLab(t *testing.T) {
 			}
 			b := &bencher{t: t, c: c, rt: rt, rep: rep, m: map[string]float64{}}
 			var ids []string
+			var podList []harness.Pod
 			for i := 0; i < pods; i++ {
 				p := harness.Pod{Name: fmt.Sprintf("mem%d-%s-%d", rep, name, i)}
 				if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
@@ -260,9 +262,14 @@ func TestMemLab(t *testing.T) {
 				}
 				id, _ := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
 				ids = append(ids, id)
+				podList = append(podList, p)
 			}
 			started := time.Now()
 			b.restFigures("1c")
+			if five, _ := strconv.ParseBool(os.Getenv("BENCH_5C")); five {
+				b.addContainers(ids, podList)
+				b.restFigures("5c")
+			}
 			t.Logf("rep %d %s: %s", rep, name, fmtMetrics(b.m))
 			// PSS later on: how much of the first figure is settling.
 			for _, at := range []time.Duration{30 * time.Second, 60 * time.Second} {

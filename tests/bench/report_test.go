@@ -29,6 +29,8 @@ type metric struct {
 var metrics = []metric{
 	{"pss_kib_1c", "Shim PSS per pod, pause+1 container", "KiB", 0.5},
 	{"pss_kib_5c", "Shim PSS per pod, pause+5 containers", "KiB", 0.5},
+	{"pss_late_kib_1c", "Shim PSS per pod, pause+1, 18 s later (after the CPU window)", "KiB", 0.5},
+	{"pss_late_kib_5c", "Shim PSS per pod, pause+5, 18 s later (after the CPU window)", "KiB", 0.5},
 	{"rss_kib_1c", "Shim RSS per pod, pause+1 container", "KiB", 0},
 	{"rss_kib_5c", "Shim RSS per pod, pause+5 containers", "KiB", 0},
 	{"anon_kib_1c", "Shim private anon (RssAnon) per pod, pause+1", "KiB", 0},
