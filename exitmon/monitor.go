@@ -81,7 +81,7 @@ func (m *Monitor) runSignals(ctx context.Context) {
 }
 
 // Reap collects every exited child without blocking and hands each exit to
-// its watcher. Watchers run concurrently; the order that matters (a task's
+// its watcher. It returns how many it collected. Watchers run concurrently; the order that matters (a task's
 // exec exits before its init's) is kept by Task, not by delivery order.
 //
 // Each exit is handed over as soon as it is reaped, and the loop yields so
@@ -89,7 +89,8 @@ func (m *Monitor) runSignals(ctx context.Context) {
 // system call that keeps the one P, so without the yield a burst of 200
 // exits would all wait for the whole loop (~100 µs per child) before the
 // first event went out.
-func (m *Monitor) Reap() {
+func (m *Monitor) Reap() int {
+	n := 0
 	for {
 		m.mu.Lock()
 		pid, ws, errno := wait4NoHang()
@@ -102,8 +103,9 @@ func (m *Monitor) Reap() {
 			continue
 		}
 		if errno != 0 || pid <= 0 {
-			return
+			return n
 		}
+		n++
 		// Off the reap loop: a watcher may run runc, whose own exit this
 		// loop has to reap.
 		if deliver != nil {

@@ -304,15 +304,7 @@ func TestStartCmd(t *testing.T) {
 // TestRunWokenByPidfd: Run delivers the exit of a tracked child at once,
 // woken by its pidfd, not by the sweep (an hour here) nor by SIGCHLD.
 func TestRunWokenByPidfd(t *testing.T) {
-	m := New(newRecorder())
-	if m.wake == nil {
-		t.Skip("no pidfd_open on this kernel: Run reaps on SIGCHLD")
-	}
-	m.sweep = time.Hour
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	m := running(t, time.Hour, true)
 
 	for _, withFd := range []bool{false, true} {
 		tok := m.Begin()
@@ -355,12 +347,7 @@ func TestRunWokenByPidfd(t *testing.T) {
 // TestRunSweepsOrphans: a child nobody tracks (an orphan a host-PID
 // container left to the subreaper) is reaped by the sweep.
 func TestRunSweepsOrphans(t *testing.T) {
-	m := New(newRecorder())
-	m.sweep = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	m := running(t, 20*time.Millisecond, false)
 	time.Sleep(50 * time.Millisecond)
 	cmd := exec.Command("/bin/true")
 	if err := cmd.Start(); err != nil {
@@ -376,4 +363,68 @@ func TestRunSweepsOrphans(t *testing.T) {
 	if err := unix.Kill(cmd.Process.Pid, 0); err != unix.ESRCH {
 		t.Fatalf("orphan %d still there (kill 0: %v)", cmd.Process.Pid, err)
 	}
+}
+
+// TestRunPollsDuringBurst: right after a burst of exits, Run reaps every
+// burstPoll without waiting for a wake-up (here a child that nobody tracks,
+// so no pidfd wakes it, and a sweep of an hour), then goes back to waiting.
+func TestRunPollsDuringBurst(t *testing.T) {
+	m := running(t, time.Hour, true)
+
+	orphanReapedWithin := func(limit time.Duration) bool {
+		before := m.Counters().Orphans
+		cmd := exec.Command("/bin/true")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(limit)
+		for time.Now().Before(deadline) {
+			if m.Counters().Orphans > before {
+				return true
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return false
+	}
+	// Two tracked exits close together make a burst.
+	got := make(chan Status, 2)
+	for i := 0; i < 2; i++ {
+		tok := m.Begin()
+		cmd := exec.Command("/bin/true")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		m.Track(tok, cmd.Process.Pid, -1, func(st Status) { got <- st })
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("tracked exit not delivered")
+		}
+	}
+	if !orphanReapedWithin(burstHold / 2) {
+		t.Fatalf("untracked exit not reaped within %v of a burst", burstHold/2)
+	}
+	// Past burstHold without exits, Run waits for wake-ups again.
+	time.Sleep(2 * burstHold)
+	if orphanReapedWithin(200 * time.Millisecond) {
+		t.Fatal("untracked exit reaped at rest without a wake-up or a sweep")
+	}
+	m.Reap() // that zombie, not to leave it to the next test
+}
+
+// running returns a monitor whose Run reaps, with a sweep every sweep, until
+// the test ends. needWake skips the test on a kernel without pidfd_open.
+func running(t *testing.T, sweep time.Duration, needWake bool) *Monitor {
+	m := New(newRecorder())
+	if needWake && m.wake == nil {
+		t.Skip("no pidfd_open on this kernel: Run reaps on SIGCHLD")
+	}
+	m.sweep = sweep
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,7 +31,8 @@ const sweepEvery = time.Second
 // until the next sweep.
 type waker struct {
 	file   *os.File // the epoll fd, registered with the netpoller
-	epfd   int      // its number: file.Fd would make it blocking
+	rc     syscall.RawConn
+	epfd   int // its number: file.Fd would make it blocking
 	fds    map[int]int
 	closed bool // guarded by Monitor.mu, like fds
 }
@@ -52,7 +54,13 @@ func newWaker() *waker {
 		unix.Close(epfd)
 		return nil
 	}
-	return &waker{file: os.NewFile(uintptr(epfd), "exitmon-epoll"), epfd: epfd, fds: make(map[int]int)}
+	file := os.NewFile(uintptr(epfd), "exitmon-epoll")
+	rc, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil
+	}
+	return &waker{file: file, rc: rc, epfd: epfd, fds: make(map[int]int)}
 }
 
 // watchLocked adds pid to the epoll set: through a duplicate of pidfd when
@@ -99,16 +107,12 @@ func (w *waker) doneLocked(pid int) {
 // wait returns when a watched process may have exited, or after timeout
 // (false), or with an error when the waker was closed.
 func (w *waker) wait(timeout time.Duration) (bool, error) {
-	rc, err := w.file.SyscallConn()
-	if err != nil {
-		return false, err
-	}
 	if err := w.file.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return false, err
 	}
 	var events [32]unix.EpollEvent
 	woken := false
-	err = rc.Read(func(fd uintptr) bool {
+	err := w.rc.Read(func(fd uintptr) bool {
 		// Drain the set: the netpoller sees our epoll fd edge-triggered,
 		// so it must be empty before we wait on it again.
 		for {
@@ -138,13 +142,39 @@ func (m *Monitor) closeWaker() {
 	m.wake.file.Close()
 }
 
+// During an exit burst Run also reaps every burstPoll, until burstHold has
+// passed without a burst. A busy scheduler looks at the netpoller only when
+// it runs out of goroutines or when sysmon gets to it (every 10 ms), so
+// with the shim's one P busy delivering exits, a pidfd wake-up could wait
+// that long; a deadline is a timer, which the scheduler checks every time a
+// goroutine parks. (Not measurable with make bench, whose exit latencies
+// start at the reaping.)
+const (
+	burstPoll = time.Millisecond
+	burstHold = 50 * time.Millisecond
+)
+
 // runWoken is Run with pidfd wake-ups and a sweep every m.sweep.
 func (m *Monitor) runWoken(ctx context.Context) {
 	stop := context.AfterFunc(ctx, m.closeWaker)
 	defer stop()
+	var lastExit, burstUntil time.Time
 	for {
-		m.Reap()
-		if _, err := m.wake.wait(m.sweep); err != nil {
+		timeout := m.sweep
+		if n := m.Reap(); n > 0 {
+			// A burst: several exits in one pass, or one soon after another
+			// (not the lone exit of a runc call, so a pod start does not
+			// pay 50 wake-ups per runc).
+			now := time.Now()
+			if n > 1 || now.Sub(lastExit) < burstHold {
+				burstUntil = now.Add(burstHold)
+			}
+			lastExit = now
+		}
+		if time.Now().Before(burstUntil) {
+			timeout = burstPoll
+		}
+		if _, err := m.wake.wait(timeout); err != nil {
 			if ctx.Err() == nil {
 				logger(ctx).WithError(err).Error("exit wake-ups failed; reaping on SIGCHLD")
 				m.runSignals(ctx)
