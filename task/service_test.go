@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +37,13 @@ func (nopPublisher) Publish(context.Context, string, any) error { return nil }
 // returns a client for it.
 func serve(t *testing.T) (*Service, *fakeShutdown, taskAPI.TTRPCTaskService) {
 	t.Helper()
+	svc, sd, client := serveRaw(t)
+	return svc, sd, taskAPI.NewTTRPCTaskClient(client)
+}
+
+// serveRaw is serve with the bare ttrpc client.
+func serveRaw(t *testing.T) (*Service, *fakeShutdown, *ttrpc.Client) {
+	t.Helper()
 	sd := &fakeShutdown{}
 	svc := New(exitmon.New(nopPublisher{}), "testns", sd)
 	srv, err := ttrpc.NewServer()
@@ -60,7 +68,7 @@ func serve(t *testing.T) (*Service, *fakeShutdown, taskAPI.TTRPCTaskService) {
 		client.Close()
 		srv.Close()
 	})
-	return svc, sd, taskAPI.NewTTRPCTaskClient(client)
+	return svc, sd, client
 }
 
 func ctx(t *testing.T) context.Context {
@@ -292,5 +300,20 @@ func TestCountersMemoryClasses(t *testing.T) {
 	// Sys and the classes are read a moment apart; allow some drift.
 	if sum == 0 || sum > c.GoSys+1<<20 || sum+1<<20 < c.GoSys {
 		t.Fatalf("memory classes sum to %d, runtime has %d mapped: %v", sum, c.GoSys, c.MemoryClasses)
+	}
+}
+
+// TestStacks: the monitor endpoint returns every goroutine's stack, the
+// serving ones included.
+func TestStacks(t *testing.T) {
+	_, _, client := serveRaw(t)
+	b, err := ReadStacks(ctx(t), client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"goroutine ", "task.allStacks", "ttrpc.(*Server).Serve"} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("stacks lack %q:\n%s", want, b)
+		}
 	}
 }
