@@ -10,18 +10,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sweepEvery is how often Run reaps without being woken (Monitor.sweep). A pidfd wakes it
-// for every process it tracks; the sweep is for the rest: orphans that a
-// host-PID container leaves to the shim (a child subreaper), and a process
-// whose pidfd could not be had.
+// sweepEvery is how often Run reaps without being woken (Monitor.sweep).
+// A pidfd wakes it for every process it tracks; the sweep is for the rest:
+// orphans that a host-PID container leaves to the shim (a child subreaper),
+// and a process whose pidfd could not be had.
 const sweepEvery = time.Second
 
 // waker tells Run that a tracked process has exited, without signals.
 //
 // SIGCHLD through os/signal costs every shim two OS threads for life: Go
 // parks one in the signal queue and locks another to keep signal masks. A
-// shim at rest then has five or six threads (each with 48 KiB of Go stacks)
-// where three would do. Instead, every tracked process has a pidfd in an
+// shim at rest then had five or six threads (each with 48 KiB of Go stacks)
+// where four do. Instead, every tracked process has a pidfd in an
 // epoll set of our own; the epoll fd sits in Go's netpoller like a socket,
 // so an exit wakes the scheduler's own epoll wait directly: no signal
 // handler, no thread hand-off.
