@@ -5,6 +5,7 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
@@ -23,13 +24,13 @@ type launched struct {
 // runc runs, so an exit before we learn the pid is still ours.
 func (c *Container) launch(ctx context.Context, pidFile string, run func(runc.PidfdSocket) error) (launched, error) {
 	var (
-		sock *runc.Socket
+		sock *pidfdSocket
 		fdc  = make(chan int, 1)
 	)
 	if pidfdSocketSupported(c.runc) {
-		if s, err := runc.NewTempPidfdSocket(); err == nil {
+		if s, err := newPidfdSocket(); err == nil {
 			sock = s
-			go receivePidfd(s, fdc)
+			go func() { fdc <- s.receive() }()
 		}
 	}
 	tok := monitor.Begin()
@@ -56,6 +57,9 @@ func (c *Container) launch(ctx context.Context, pidFile string, run func(runc.Pi
 		}
 		sock.Close()
 	}
+	if sock != nil && l.pidfd < 0 {
+		log.G(ctx).WithField("pid", l.pid).Warn("runc sent no pidfd: opening one by pid")
+	}
 	if l.pidfd < 0 {
 		if fd, err := unix.PidfdOpen(l.pid, 0); err == nil {
 			l.pidfd = fd
@@ -64,23 +68,9 @@ func (c *Container) launch(ctx context.Context, pidFile string, run func(runc.Pi
 	return l, nil
 }
 
-func socketOrNil(s *runc.Socket) runc.PidfdSocket {
+func socketOrNil(s *pidfdSocket) runc.PidfdSocket {
 	if s == nil {
 		return nil
 	}
 	return s
-}
-
-func receivePidfd(s *runc.Socket, out chan<- int) {
-	f, err := s.ReceivePidfd()
-	if err != nil {
-		out <- -1
-		return
-	}
-	defer f.Close()
-	fd, err := unix.Dup(int(f.Fd()))
-	if err != nil {
-		fd = -1
-	}
-	out <- fd
 }

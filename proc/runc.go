@@ -32,17 +32,22 @@ func UseMonitor(m *exitmon.Monitor) {
 type runcMonitor struct{ m *exitmon.Monitor }
 
 func (r runcMonitor) Start(c *exec.Cmd) (chan runc.Exit, error) {
-	return r.forward(r.m.StartCmd(c))
+	ch, err := r.m.StartCmd(c)
+	return started(c, ch, err)
 }
 
 func (r runcMonitor) StartLocked(c *exec.Cmd) (chan runc.Exit, error) {
-	return r.forward(r.m.StartCmdLocked(c))
+	ch, err := r.m.StartCmdLocked(c)
+	return started(c, ch, err)
 }
 
-func (runcMonitor) forward(ch <-chan exitmon.Status, err error) (chan runc.Exit, error) {
+// started tells c's pidfd socket, if any, which process c is, and turns its
+// exit into go-runc's.
+func started(c *exec.Cmd, ch <-chan exitmon.Status, err error) (chan runc.Exit, error) {
 	if err != nil {
 		return nil, err
 	}
+	runcStarted(c)
 	out := make(chan runc.Exit, 1)
 	go func() {
 		st := <-ch

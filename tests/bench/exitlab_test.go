@@ -60,8 +60,9 @@ func TestExitLab(t *testing.T) {
 				continue
 			}
 			r := b.stormOnly()
-			line := fmt.Sprintf("wall %.0f ms (last reap %.0f ms, all but the shim %.0f ms), cpu/1000 exits %.0f ms (schedstat %.0f ms), load %s",
-				r.exitWall, r.reapWall, r.otherCPU, r.cpuExit*1000/float64(stormExecs), r.schedExit*1000/float64(stormExecs), loadavg())
+			line := fmt.Sprintf("wall %.0f ms (last reap %.0f ms, all but the shim %.0f ms), cpu/1000 exits %.0f ms (schedstat %.0f ms), cpu/1000 execs %.0f ms, load %s",
+				r.exitWall, r.reapWall, r.otherCPU, r.cpuExit*1000/float64(stormExecs), r.schedExit*1000/float64(stormExecs),
+				r.cpuAll*1000/float64(stormExecs), loadavg())
 			t.Logf("rep %d %s: %s", rep, name, line)
 			sums[name] = append(sums[name], line)
 		}

@@ -1,0 +1,184 @@
+package proc
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const pidfdHelperEnv = "WATCH_TEST_PIDFD_SOCKET"
+
+// TestPidfdSocketHelper is not a test: run as a child by the tests below,
+// it plays runc's part of --pidfd-socket, sending the read end of a pipe
+// that holds its pid's name.
+func TestPidfdSocketHelper(t *testing.T) {
+	name := os.Getenv(pidfdHelperEnv)
+	if name == "" {
+		t.Skip("helper process only")
+	}
+	if err := sendPipe(name, "from helper"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendPipe connects to the socket name and sends it the read end of a pipe
+// holding msg, as runc sends a pidfd.
+func sendPipe(name, msg string) error {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return err
+	}
+	defer unix.Close(p[0])
+	if _, err := unix.Write(p[1], []byte(msg)); err != nil {
+		return err
+	}
+	unix.Close(p[1])
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: name, Net: "unix"})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, _, err = conn.WriteMsgUnix([]byte("pidfd"), unix.UnixRights(p[0]), nil)
+	return err
+}
+
+// startHelper starts this test binary as the process runc would be, with
+// --pidfd-socket on its command line as go-runc puts it there, and reports
+// it to the socket as the runc monitor does.
+func startHelper(t *testing.T, s *pidfdSocket) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPidfdSocketHelper$", "--", "--pidfd-socket", s.Path())
+	cmd.Env = append(os.Environ(), pidfdHelperEnv+"="+s.Path())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Wait() })
+	runcStarted(cmd)
+}
+
+func readAll(t *testing.T, fd int) string {
+	t.Helper()
+	f := os.NewFile(uintptr(fd), "received")
+	defer f.Close()
+	b := make([]byte, 64)
+	n, _ := f.Read(b)
+	return string(b[:n])
+}
+
+func receiveAsync(s *pidfdSocket) <-chan int {
+	c := make(chan int, 1)
+	go func() { c <- s.receive() }()
+	return c
+}
+
+func TestPidfdSocketReceivesFromItsRunc(t *testing.T) {
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.Path(), "@") {
+		t.Fatalf("path %q is not in the abstract namespace", s.Path())
+	}
+	got := receiveAsync(s)
+	startHelper(t, s)
+	select {
+	case fd := <-got:
+		if fd < 0 {
+			t.Fatal("receive returned no fd")
+		}
+		// Children the shim starts later (runc, logging binaries) must not
+		// inherit it.
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+			t.Errorf("received fd flags %#x (%v): not close-on-exec", flags, err)
+		}
+		if msg := readAll(t, fd); msg != "from helper" {
+			t.Fatalf("received fd reads %q", msg)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no fd received")
+	}
+}
+
+func TestPidfdSocketDropsOtherProcesses(t *testing.T) {
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := receiveAsync(s)
+	// This process is not the runc started with s: its fd must be dropped,
+	// before and after the runc's pid is known.
+	if err := sendPipe(s.Path(), "from a stranger"); err != nil {
+		t.Fatal(err)
+	}
+	startHelper(t, s)
+	if err := sendPipe(s.Path(), "from a stranger"); err != nil && !strings.Contains(err.Error(), "refused") {
+		t.Fatal(err)
+	}
+	select {
+	case fd := <-got:
+		if msg := readAll(t, fd); msg != "from helper" {
+			t.Fatalf("received fd reads %q, want the helper's", msg)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no fd received")
+	}
+}
+
+func TestPidfdSocketCloseEndsReceive(t *testing.T) {
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := receiveAsync(s)
+	// A connection whose runc never starts waits for it; Close ends that
+	// wait too.
+	if err := sendPipe(s.Path(), "from a stranger"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	s.Close()
+	select {
+	case fd := <-got:
+		if fd != -1 {
+			t.Fatalf("receive after Close = %d, want -1", fd)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("receive still blocked after Close")
+	}
+	if _, ok := pidfdSockets.Load(s.Path()); ok {
+		t.Fatal("closed socket still registered")
+	}
+	// Close twice is fine.
+	s.Close()
+}
+
+func TestRuncStartedIgnoresOtherCommands(t *testing.T) {
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, args := range [][]string{
+		{"runc", "exec", "--detach", "id"},
+		{"runc", "exec", "--pidfd-socket", "@another", "id"},
+		{"runc", "exec", "--pidfd-socket"},
+	} {
+		runcStarted(&exec.Cmd{Args: args, Process: &os.Process{Pid: 42}})
+	}
+	select {
+	case pid := <-s.runc:
+		t.Fatalf("socket was told pid %d by a command that does not name it", pid)
+	default:
+	}
+	runcStarted(&exec.Cmd{Args: []string{"runc", "exec", "--pidfd-socket", s.Path(), "id"}, Process: &os.Process{Pid: 42}})
+	if pid := <-s.runc; pid != 42 {
+		t.Fatalf("pid %d, want 42", pid)
+	}
+}
