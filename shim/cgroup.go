@@ -14,13 +14,15 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/watchshim/containerd-shim-watch-v2/proc"
 )
 
 // applyShimCgroup moves the server into the ShimCgroup of the runtime
-// options, which containerd 2.2 passes on stdin (2.4 passes its bootstrap
-// parameters there instead; those do not parse as options and are left).
+// options containerd passes on stdin at start.
 func applyShimCgroup(ctx context.Context, pid int) {
 	if fi, err := os.Stdin.Stat(); err != nil || fi.Mode()&os.ModeCharDevice != 0 {
 		return
@@ -29,21 +31,75 @@ func applyShimCgroup(ctx context.Context, pid int) {
 	if err != nil || len(b) == 0 {
 		return
 	}
-	var a anypb.Any
-	if proto.Unmarshal(b, &a) != nil {
-		return
-	}
-	v, err := typeurl.UnmarshalAny(&a)
-	if err != nil {
-		return
-	}
-	o, ok := v.(*options.Options)
-	if !ok || o.ShimCgroup == "" {
+	o := startOptions(ctx, b)
+	if o == nil || o.ShimCgroup == "" {
 		return
 	}
 	if err := joinCgroup(o.ShimCgroup, pid); err != nil {
 		log.G(ctx).WithError(err).Warn("join shim cgroup")
 	}
+}
+
+// startOptions finds the runtime options in what containerd writes to a
+// starting shim's stdin: containerd 2.2 writes the options (a protobuf
+// Any); 2.4 writes its bootstrap parameters
+// (containerd.runtime.bootstrap.v1.BootstrapParams), which carry them as an
+// extension (field 8, an Extension whose field 1 is the Any). nil when
+// there are none.
+func startOptions(ctx context.Context, b []byte) *options.Options {
+	decode := func(b []byte) (*options.Options, bool) {
+		var a anypb.Any
+		if proto.Unmarshal(b, &a) != nil {
+			return nil, false
+		}
+		if _, err := typeurl.UnmarshalAny(&a); err != nil {
+			return nil, false // not options (a bootstrap's instance id reads as a type URL)
+		}
+		o, err := proc.RuntimeOptions(&a)
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("runtime options at start")
+			return nil, false
+		}
+		return o, true
+	}
+	if o, ok := decode(b); ok {
+		return o
+	}
+	for _, ext := range bytesFields(b, 8) {
+		for _, a := range bytesFields(ext, 1) {
+			if o, ok := decode(a); ok {
+				return o
+			}
+		}
+	}
+	return nil
+}
+
+// bytesFields returns the values of the length-delimited fields num of the
+// protobuf message b.
+func bytesFields(b []byte, num protowire.Number) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return out
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return out
+			}
+			out = append(out, v)
+			b = b[l:]
+			continue
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+			return out
+		}
+		b = b[l:]
+	}
+	return out
 }
 
 // v1Hierarchies are the cgroup v1 hierarchies a shim joins, each mounted at

@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/watchshim/containerd-shim-watch-v2/proc"
 )
 
 func init() {
@@ -57,8 +58,8 @@ func (m *Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeI
 	return info, nil
 }
 
-// readRuntimeOptions reads runc options (a protobuf Any) from r; nil when r
-// is empty.
+// readRuntimeOptions reads runtime options (a protobuf Any, see
+// proc.RuntimeOptions) from r; nil when r is empty.
 func readRuntimeOptions(r io.Reader) (*options.Options, error) {
 	b, err := io.ReadAll(r)
 	if err != nil || len(b) == 0 {
@@ -68,13 +69,5 @@ func readRuntimeOptions(r io.Reader) (*options.Options, error) {
 	if err := proto.Unmarshal(b, &a); err != nil {
 		return nil, err
 	}
-	v, err := typeurl.UnmarshalAny(&a)
-	if err != nil {
-		return nil, err
-	}
-	o, ok := v.(*options.Options)
-	if !ok {
-		return nil, errors.New("not runc options: " + a.TypeUrl)
-	}
-	return o, nil
+	return proc.RuntimeOptions(&a)
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
@@ -126,7 +125,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (c *
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restore from checkpoint: %w", errdefs.ErrNotImplemented)
 	}
-	opts, err := runcOptions(r.Options)
+	opts, err := proc.RuntimeOptions(r.Options)
 	if err != nil {
 		return nil, err
 	}
@@ -140,23 +139,6 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (c *
 		Stdio:   proc.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 		Options: opts,
 	})
-}
-
-// runcOptions decodes the runtime options containerd sends (runc's).
-func runcOptions(a *anypb.Any) (*options.Options, error) {
-	opts := &options.Options{}
-	if a == nil || len(a.GetValue()) == 0 {
-		return opts, nil
-	}
-	v, err := typeurl.UnmarshalAny(a)
-	if err != nil {
-		return nil, fmt.Errorf("runtime options: %v: %w", err, errdefs.ErrInvalidArgument)
-	}
-	o, ok := v.(*options.Options)
-	if !ok {
-		return nil, fmt.Errorf("runtime options of type %T: %w", v, errdefs.ErrInvalidArgument)
-	}
-	return o, nil
 }
 
 // Start starts the init or an exec.

@@ -56,12 +56,18 @@ state = "{{.Dir}}/state"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.watch]
   runtime_type = "{{.WatchType}}"
   runtime_path = "{{.WatchShim}}"
+{{- if .WatchOptions}}
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.watch.options]
+{{.WatchOptions}}
+{{- end}}
 `))
 
 type configData struct {
 	Dir, Address, PauseImage string
 	RuncType, RuncShim, Runc string
 	WatchType, WatchShim     string
+	WatchOptions             string
 }
 
 // writeConfig writes config.toml, the empty CNI conf dir and the PATH dir
@@ -89,7 +95,7 @@ func (c *Containerd) writeConfig() error {
 	return configTemplate.Execute(f, configData{
 		Dir: c.Dir, Address: c.Address, PauseImage: PauseImage,
 		RuncType: RuncRuntime, RuncShim: c.bins.runcShim, Runc: c.bins.runc,
-		WatchType: WatchRuntime, WatchShim: c.bins.watchShim,
+		WatchType: WatchRuntime, WatchShim: c.bins.watchShim, WatchOptions: c.watchOptions,
 	})
 }
 

@@ -25,6 +25,10 @@ type Options struct {
 	Namespace string
 	// NoImages skips importing the test images at start.
 	NoImages bool
+	// WatchOptions is the body of the watch runtime's options table in
+	// config.toml (TOML lines such as `SystemdCgroup = true`); no table
+	// when empty.
+	WatchOptions string
 }
 
 // Containerd is a private containerd instance owned by one test.
@@ -35,6 +39,8 @@ type Containerd struct {
 	Address   string // gRPC socket path
 	Namespace string // default namespace of Ctr
 	bins      binaries
+	// watchOptions is Options.WatchOptions.
+	watchOptions string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -91,7 +97,7 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 	}
 	c := &Containerd{
 		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
-		Address: filepath.Join(dir, socketName),
+		Address: filepath.Join(dir, socketName), watchOptions: opts.WatchOptions,
 	}
 	register(c)
 	if err := writeOwner(dir); err != nil {
