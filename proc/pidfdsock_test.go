@@ -87,18 +87,24 @@ func TestPidfdSocketReceivesFromItsRunc(t *testing.T) {
 	}
 	got := receiveAsync(s)
 	startHelper(t, s)
+	wantHelperFd(t, got)
+}
+
+// wantHelperFd waits for receive's result and checks it is the helper's
+// pipe, close-on-exec: children the shim starts later (runc, logging
+// binaries) must not inherit it.
+func wantHelperFd(t *testing.T, got <-chan int) {
+	t.Helper()
 	select {
 	case fd := <-got:
 		if fd < 0 {
 			t.Fatal("receive returned no fd")
 		}
-		// Children the shim starts later (runc, logging binaries) must not
-		// inherit it.
 		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
 			t.Errorf("received fd flags %#x (%v): not close-on-exec", flags, err)
 		}
 		if msg := readAll(t, fd); msg != "from helper" {
-			t.Fatalf("received fd reads %q", msg)
+			t.Fatalf("received fd reads %q, want the helper's", msg)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no fd received")
@@ -121,14 +127,7 @@ func TestPidfdSocketDropsOtherProcesses(t *testing.T) {
 	if err := sendPipe(s.Path(), "from a stranger"); err != nil && !strings.Contains(err.Error(), "refused") {
 		t.Fatal(err)
 	}
-	select {
-	case fd := <-got:
-		if msg := readAll(t, fd); msg != "from helper" {
-			t.Fatalf("received fd reads %q, want the helper's", msg)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no fd received")
-	}
+	wantHelperFd(t, got)
 }
 
 func TestPidfdSocketCloseEndsReceive(t *testing.T) {
