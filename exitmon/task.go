@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 )
@@ -150,7 +151,7 @@ func (t *Task) onExit(p *Process, st Status) {
 
 // finishLocked reports p's exit unless its Start is still being answered.
 func (t *Task) finishLocked(p *Process) {
-	if p.starting || p.exit != nil {
+	if p.starting || p.exit != nil || p.neverRan != nil {
 		return
 	}
 	st := *p.reaped
@@ -203,8 +204,13 @@ type Process struct {
 	starting bool
 	reaped   *Status // reaped and journaled
 	exit     *Status // reported: waiters released, TaskExit queued
+	neverRan *Status // never ran: waiters released, no event
 	done     chan struct{}
 }
+
+// NeverRanCode is the exit status Wait reports for a process that never
+// ran: containerd's "unknown exit status".
+const NeverRanCode = 255
 
 // BeginStart marks a Start in progress: an exit that arrives before
 // Started or StartFailed is held, so TaskExit never precedes TaskStart.
@@ -231,11 +237,39 @@ func (p *Process) Started(topic string, ev any) {
 	p.endStartLocked()
 }
 
-// StartFailed ends a Start without a start event.
+// StartFailed ends a Start without a start event. A process that runc
+// never created (no pid was ever watched) will never exit: its waiters
+// are released as by Abandon.
 func (p *Process) StartFailed() {
 	p.task.mu.Lock()
 	defer p.task.mu.Unlock()
 	p.endStartLocked()
+	p.abandonLocked()
+}
+
+// Abandon releases the waiters of a process that never ran (its Start
+// failed, or it is deleted before starting) with NeverRanCode. It does
+// nothing for a process that was watched: its waiters get its real exit.
+// No event is published and nothing is journaled: there was no exit.
+func (p *Process) Abandon() {
+	p.task.mu.Lock()
+	defer p.task.mu.Unlock()
+	p.abandonLocked()
+}
+
+func (p *Process) abandonLocked() {
+	if p.tracked || p.exit != nil || p.neverRan != nil {
+		return
+	}
+	p.neverRan = &Status{Code: NeverRanCode, ExitedAt: time.Now()}
+	close(p.done)
+}
+
+// NeverRan reports whether the process was abandoned without ever running.
+func (p *Process) NeverRan() bool {
+	p.task.mu.Lock()
+	defer p.task.mu.Unlock()
+	return p.neverRan != nil
 }
 
 func (p *Process) endStartLocked() {
@@ -270,13 +304,18 @@ func (p *Process) Reaped() bool {
 	return p.reaped != nil
 }
 
-// Wait blocks until the exit is reported or ctx ends. Any number of
-// callers may wait; all get the same status.
+// Wait blocks until the exit is reported (or the process is abandoned,
+// see Abandon) or ctx ends. Any number of callers may wait; all get the
+// same status.
 func (p *Process) Wait(ctx context.Context) (Status, error) {
 	select {
 	case <-p.done:
-		st, _ := p.Exited()
-		return st, nil
+		p.task.mu.Lock()
+		defer p.task.mu.Unlock()
+		if p.neverRan != nil {
+			return *p.neverRan, nil
+		}
+		return *p.exit, nil
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
 	}
@@ -291,6 +330,9 @@ func (p *Process) SetExited(st Status) {
 	p.task.mu.Lock()
 	defer p.task.mu.Unlock()
 	if p.exit != nil {
+		return
+	}
+	if p.neverRan != nil {
 		return
 	}
 	p.reaped, p.exit = &st, &st

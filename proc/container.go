@@ -140,12 +140,18 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 		c.task.SetInitExitHook(c.killRemaining)
 	}
 	p.mp.Watch(l.tok, l.pid, l.pidfd)
-	if err := io.attach(ctx, nil); err != nil {
+	if err := io.attach(ctx, c.loggerEnv()); err != nil {
 		_ = c.runc.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true})
 		return err
 	}
 	io.closeAfterStart()
 	return nil
+}
+
+// loggerEnv is the whole environment of a binary:// logger: which
+// container's output it gets.
+func (c *Container) loggerEnv() []string {
+	return []string{"CONTAINER_ID=" + c.ID, "CONTAINER_NAMESPACE=" + c.Namespace}
 }
 
 // killRemaining kills what is left of a container that shares its pid
@@ -183,19 +189,26 @@ func (c *Container) Start(ctx context.Context, execID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	next, err := p.check(opStart)
+	next, err := p.beginStart()
 	if err != nil {
 		return 0, err
 	}
 	if execID != "" {
-		return c.startExec(ctx, p)
+		pid, err := c.startExec(ctx, p)
+		if err != nil {
+			p.endStart(stateCreated)
+			return 0, err
+		}
+		p.endStart(next)
+		return pid, nil
 	}
 	p.mp.BeginStart()
 	if err := c.runc.Start(ctx, c.ID); err != nil {
+		p.endStart(stateCreated)
 		p.mp.StartFailed()
 		return 0, c.runcError(err)
 	}
-	p.set(next)
+	p.endStart(next)
 	pid := p.mp.Pid()
 	p.mp.Started(TopicStart, &events.TaskStart{ContainerID: c.ID, Pid: uint32(pid)})
 	return pid, nil

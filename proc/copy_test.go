@@ -401,10 +401,23 @@ func TestCopyCloseSourceWhileDestinationFull(t *testing.T) {
 		t.Fatalf("copy returned (%v) while the destination is still full and open", err)
 	default:
 	}
-	// containerd goes away: the copy ends with an error instead of hanging.
+	// containerd goes away: the copy keeps waiting (the shim holds the
+	// fifo open, so there is no EPIPE) ...
+	path := out.Name()
 	out.Close()
-	wantCopyError(t, copied, "after the source was closed and the reader left")
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-copied:
+		t.Fatalf("copy ended (%v) when the reader left; it must wait for the next one", err)
+	default:
+	}
+	// ... and once a reader makes room it finds the source closed.
+	r := openReader(t, path)
+	defer r.Close()
+	go func() { _, _ = io.Copy(io.Discard, r) }()
+	wantCopyError(t, copied, "after the source was closed and a new reader drained the fifo")
 }
+
 
 // wantCopyError waits for a copy that must end with an error.
 func wantCopyError(t *testing.T, copied <-chan error, after string) {

@@ -59,10 +59,10 @@ func (c *Container) startExec(ctx context.Context, p *Process) (int, error) {
 		return 0, c.runcError(err)
 	}
 	p.mu.Lock()
-	p.pidfd, p.io, p.state = l.pidfd, io, stateRunning
+	p.pidfd, p.io = l.pidfd, io
 	p.mu.Unlock()
 	p.mp.Watch(l.tok, l.pid, l.pidfd)
-	if err := io.attach(ctx, nil); err != nil {
+	if err := io.attach(ctx, c.loggerEnv()); err != nil {
 		_ = p.signal(9)
 		p.mp.StartFailed()
 		return 0, err
@@ -79,6 +79,9 @@ func (c *Container) deleteExec(ctx context.Context, p *Process) (exitmon.Status,
 		if st, err = p.Wait(ctx); err != nil {
 			return st, err
 		}
+	} else {
+		// Never started: whoever waits for it is told it never ran.
+		p.mp.Abandon()
 	}
 	p.set(stateDeleted)
 	p.closePidfd()

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/fifo"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 )
 
 // Stdio is where a process's standard streams go, as containerd sends it:
@@ -42,11 +43,15 @@ type pio struct {
 	stdin   io.WriteCloser
 	closers []io.Closer
 	copies  sync.WaitGroup
+	// stop is closed by Close once the drain wait is over: an output copy
+	// still lingering for its reader gives up then.
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // newPIO prepares stdio before runc runs: pipes or a console socket.
 func newPIO(stdio Stdio, uid, gid int) (*pio, error) {
-	p := &pio{stdio: stdio}
+	p := &pio{stdio: stdio, stop: make(chan struct{})}
 	var err error
 	switch {
 	case stdio.Terminal:
@@ -54,7 +59,15 @@ func newPIO(stdio Stdio, uid, gid int) (*pio, error) {
 	case stdio.IsNull():
 		p.runcIO, err = runc.NewNullIO()
 	default:
-		p.runcIO, err = runc.NewPipeIO(uid, gid, func(o *runc.IOOption) { o.OpenStdin = stdio.Stdin != "" })
+		// A stream nobody reads gets no pipe: the process writes it to
+		// /dev/null instead of blocking once a pipe's 64 KiB are full.
+		// A binary:// logger takes both pipes.
+		logger := isBinaryURI(stdio.Stdout)
+		p.runcIO, err = runc.NewPipeIO(uid, gid, func(o *runc.IOOption) {
+			o.OpenStdin = stdio.Stdin != ""
+			o.OpenStdout = stdio.Stdout != "" || logger
+			o.OpenStderr = stdio.Stderr != "" || logger
+		})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stdio: %w", err)
@@ -70,7 +83,8 @@ func (p *pio) consoleSocket() runc.ConsoleSocket {
 	return p.sock
 }
 
-// attach starts copying once runc has created the process.
+// attach starts copying once runc has created the process. A binary://
+// logger is started with env as its whole environment.
 func (p *pio) attach(ctx context.Context, env []string) error {
 	if p.stdio.Terminal {
 		return p.attachConsole(ctx)
@@ -129,7 +143,8 @@ func (p *pio) attachStdin(ctx context.Context, dst io.WriteCloser) error {
 }
 
 func (p *pio) attachOutputs(ctx context.Context, env []string) error {
-	if u, err := url.Parse(p.stdio.Stdout); err == nil && u.Scheme == "binary" {
+	if isBinaryURI(p.stdio.Stdout) {
+		u, _ := url.Parse(p.stdio.Stdout)
 		return p.startLogger(u, env)
 	}
 	for _, s := range []struct {
@@ -148,18 +163,73 @@ func (p *pio) attachOutputs(ctx context.Context, env []string) error {
 	return nil
 }
 
-// copy copies r to w until r's writer is gone, then closes w. See
-// copyStream: no buffer is kept per stream.
+func isBinaryURI(uri string) bool {
+	u, err := url.Parse(uri)
+	return err == nil && u.Scheme == "binary"
+}
+
+// copy copies r to w until r's writer is gone, then closes w once its
+// reader took what is still in it. See copyStream: no buffer is kept per
+// stream.
 func (p *pio) copy(w io.WriteCloser, r io.Reader) {
 	p.copies.Add(1)
 	go func() {
 		defer p.copies.Done()
 		_, _ = copyStream(w, r)
+		lingerUntilRead(w, p.stop)
 		w.Close()
 	}()
 }
 
+// lingerUntilRead waits, after the process's last write, until w's reader
+// has taken everything still buffered in w (a fifo), or until stop. The
+// shim holds the fifo open for both reading and writing (openOutput), so
+// closing it while containerd is away (restarting) and has not read the
+// last of the output would throw that output away with the pipe. Closing
+// only once the fifo is empty hands containerd every byte, and its reader
+// the EOF it waits for right after.
+func lingerUntilRead(w io.Writer, stop <-chan struct{}) {
+	wait := time.Millisecond
+	for unread(w) > 0 {
+		select {
+		case <-stop:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// unread returns how many bytes sit unread in w, a pipe or fifo; 0 for
+// anything else (TIOCINQ is FIONREAD).
+func unread(w io.Writer) int {
+	sc, ok := w.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
+
 // openOutput opens a fifo path or a file:// URI for writing.
+//
+// A fifo is opened for reading and writing. The shim never reads from it;
+// holding a read side only keeps the fifo usable while its real reader,
+// containerd, is away (restarting or upgrading): writes then wait for room
+// instead of failing with EPIPE, which would end the copy and leave the
+// container blocked on its next write for good. When containerd opens the
+// fifo again it reads on from the first byte it missed. This is Linux's
+// meaning of O_RDWR on a fifo (POSIX leaves it undefined), and it never
+// blocks the open.
 func openOutput(ctx context.Context, uri string) (io.WriteCloser, error) {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" || u.Scheme == "fifo" {
@@ -167,7 +237,7 @@ func openOutput(ctx context.Context, uri string) (io.WriteCloser, error) {
 		if err == nil && u.Scheme == "fifo" {
 			path = u.Path
 		}
-		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), path, syscall.O_WRONLY, 0)
+		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), path, syscall.O_RDWR, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open stdio %s: %w", path, err)
 		}
@@ -204,7 +274,9 @@ func (p *pio) startLogger(u *url.URL, env []string) error {
 		}
 	}
 	cmd := exec.Command(u.Path, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// Like the stock shim's logger: the container's identity, not the
+	// shim's environment (which holds containerd's addresses).
+	cmd.Env = append([]string{}, env...)
 	cmd.ExtraFiles = []*os.File{out, errf, w}
 	ch, err := monitor.StartCmd(cmd)
 	w.Close()
@@ -270,6 +342,7 @@ func (p *pio) Close(ctx context.Context) {
 	case <-time.After(drainTimeout):
 		log.G(ctx).Warn("stdio still open after process exit; closing")
 	}
+	p.stopOnce.Do(func() { close(p.stop) })
 	if p.runcIO != nil {
 		p.runcIO.Close()
 	}

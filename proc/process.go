@@ -24,10 +24,11 @@ type Process struct {
 	spec   *specs.Process // exec only
 	mp     *exitmon.Process
 
-	mu    sync.Mutex
-	state state
-	io    *pio
-	pidfd int
+	mu       sync.Mutex
+	state    state
+	starting bool // a Start is running runc
+	io       *pio
+	pidfd    int
 }
 
 // ProcessState is a snapshot of a process for State.
@@ -54,7 +55,39 @@ func (p *Process) currentLocked() state {
 func (p *Process) check(o op) (state, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.starting && o == opDelete {
+		return p.state, fmt.Errorf("cannot delete a process while it starts: %w", errdefs.ErrFailedPrecondition)
+	}
 	return p.currentLocked().check(o)
+}
+
+// beginStart claims the process's one Start: the check and the claim
+// happen under one lock, so two concurrent Starts never run two runcs. A
+// process whose Start failed is not started again: its waiters were
+// released already.
+func (p *Process) beginStart() (state, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next, err := p.currentLocked().check(opStart)
+	if err != nil {
+		return next, err
+	}
+	if p.starting {
+		return next, fmt.Errorf("start already in progress: %w", errdefs.ErrFailedPrecondition)
+	}
+	if p.mp.NeverRan() {
+		return next, fmt.Errorf("process failed to start; delete it: %w", errdefs.ErrFailedPrecondition)
+	}
+	p.starting = true
+	return next, nil
+}
+
+// endStart ends a Start claimed by beginStart, leaving the process in s.
+func (p *Process) endStart(s state) {
+	p.mu.Lock()
+	p.starting = false
+	p.state = s
+	p.mu.Unlock()
 }
 
 func (p *Process) set(s state) {
@@ -92,8 +125,13 @@ func (p *Process) signal(sig int) error {
 	var err error
 	if fd >= 0 {
 		err = unix.PidfdSendSignal(fd, unix.Signal(sig), nil, 0)
+	} else if pid := p.mp.Pid(); pid > 0 {
+		err = unix.Kill(pid, unix.Signal(sig))
 	} else {
-		err = unix.Kill(p.mp.Pid(), unix.Signal(sig))
+		// Never kill(0) or kill(-n): they signal the shim's own process
+		// group. A process without a pid never ran (its Start failed or
+		// was not called).
+		return fmt.Errorf("process has not started: %w", errdefs.ErrFailedPrecondition)
 	}
 	if err == unix.ESRCH {
 		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
