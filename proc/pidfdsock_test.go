@@ -231,3 +231,45 @@ func TestRuncStartedIgnoresOtherCommands(t *testing.T) {
 		t.Fatalf("pid %d, want 42", pid)
 	}
 }
+
+// The socket is made only in a directory of the shim's own: not through a
+// symlink, not in another user's directory; a looser mode is tightened.
+func TestPidfdSocketDirMustBePrivate(t *testing.T) {
+	dir := usePidfdDir(t)
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("socket directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+
+	link := dir + "-link"
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	pidfdDir = link
+	pidfdDirChecked.Store(false)
+	if s, err := newPidfdSocket(); err == nil {
+		s.Close()
+		t.Fatal("socket made in a symlinked directory")
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the directory to another user")
+	}
+	pidfdDir = dir
+	pidfdDirChecked.Store(false)
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := newPidfdSocket(); err == nil {
+		s.Close()
+		t.Fatal("socket made in another user's directory")
+	}
+}
