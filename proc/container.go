@@ -125,7 +125,7 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 			IO: io.runcIO, PidFile: pidFile, ConsoleSocket: io.consoleSocket(), PidfdSocket: sock,
 			NoPivot: c.opts.NoPivotRoot, NoNewKeyring: c.opts.NoNewKeyring,
 		})
-	})
+	}, c.forceDelete)
 	if err != nil {
 		io.Close(ctx)
 		return c.runcError(err)
@@ -152,6 +152,13 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 // container's output it gets.
 func (c *Container) loggerEnv() []string {
 	return []string{"CONTAINER_ID=" + c.ID, "CONTAINER_NAMESPACE=" + c.Namespace}
+}
+
+// forceDelete removes the container from runc, killing its init.
+func (c *Container) forceDelete(ctx context.Context) {
+	if err := c.runc.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true}); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.ID).Warn("runc delete --force")
+	}
 }
 
 // killRemaining kills what is left of a container that shares its pid

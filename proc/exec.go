@@ -52,7 +52,7 @@ func (c *Container) startExec(ctx context.Context, p *Process) (int, error) {
 		return c.runc.Exec(ctx, c.ID, *p.spec, &runc.ExecOpts{
 			IO: io.runcIO, PidFile: pidFile, ConsoleSocket: io.consoleSocket(), PidfdSocket: sock, Detach: true,
 		})
-	})
+	}, nil)
 	if err != nil {
 		p.mp.StartFailed()
 		io.Close(ctx)

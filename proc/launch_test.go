@@ -1,159 +1,223 @@
 package proc
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
 
-// fakeRunc writes a runc that prints version and counts its runs in a file.
-func fakeRunc(t *testing.T, version string) (bin, count string) {
-	t.Helper()
-	dir := t.TempDir()
-	bin, count = filepath.Join(dir, "runc"), filepath.Join(dir, "count")
-	script := "#!/bin/sh\necho x >> " + count + "\nsleep 0.2\necho 'runc version " + version + "'\necho 'spec: 1.2.0'\n"
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return bin, count
-}
+const launchHelperEnv = "WATCH_TEST_LAUNCH"
 
-func runs(t *testing.T, count string) int {
-	b, err := os.ReadFile(count)
+// TestLaunchHelper is not a test: run as a child by the tests below, it
+// plays runc for launch. It sends a pidfd of the target process over the
+// socket and writes the target's pid to the pid file ("-": none), either
+// sending first ("now") or connecting, writing the pid file and sending
+// only after a delay ("late"); then it writes the done file.
+func TestLaunchHelper(t *testing.T) {
+	var sock, pidFile, mode, done string
+	var target int
+	var delay time.Duration
+	if _, err := fmt.Sscan(os.Getenv(launchHelperEnv), &sock, &target, &pidFile, &mode, &delay, &done); err != nil {
+		t.Skip("helper process only")
+	}
+	defer os.WriteFile(done, nil, 0o644)
+	pidfd, err := unix.PidfdOpen(target, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Count(string(b), "x")
-}
-
-// useProbeCache points the node's probe cache at dir for the test.
-func useProbeCache(t *testing.T, dir string) {
-	old := probeCacheDir
-	probeCacheDir = dir
-	t.Cleanup(func() { probeCacheDir = old })
-}
-
-// forgetProbes drops what this process learnt, as a new shim would start.
-func forgetProbes() {
-	runcProbes.Range(func(k, _ any) bool { runcProbes.Delete(k); return true })
-}
-
-// The probe runs once per runc binary however many Creates ask at once, and
-// an answer for one binary is not taken for another.
-func TestPidfdSocketProbeOncePerBinary(t *testing.T) {
-	useProbeCache(t, t.TempDir())
-	newer, newerCount := fakeRunc(t, "1.3.0")
-	older, olderCount := fakeRunc(t, "1.1.15")
-	var wg sync.WaitGroup
-	got := make([]bool, 16)
-	for i := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bin := newer
-			if i%2 == 1 {
-				bin = older
-			}
-			got[i] = pidfdSocketSupported(&runc.Runc{Command: bin})
-		}()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	for i, ok := range got {
-		if want := i%2 == 0; ok != want {
-			t.Errorf("caller %d: supported = %v, want %v", i, ok, want)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	if mode == "late" {
+		writePidFile(t, pidFile, target)
+		time.Sleep(delay)
+	}
+	// Fails for "late" once the shim closed the socket: that is fine.
+	if mode != "nosend" {
+		_ = unix.Sendmsg(fd, []byte("pidfd"), unix.UnixRights(pidfd), nil, 0)
+	}
+	if mode == "now" {
+		writePidFile(t, pidFile, target)
+	}
+}
+
+func writePidFile(t *testing.T, path string, pid int) {
+	if path == "-" {
+		return
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// launchFixture is a container whose runc is the helper above, a target
+// process for it to report, and the exit monitor launch needs.
+type launchFixture struct {
+	c      *Container
+	target *exec.Cmd
+	dir    string
+}
+
+func newLaunchFixture(t *testing.T) *launchFixture {
+	t.Helper()
+	usePidfdDir(t)
+	old := monitor
+	monitor = exitmon.New(nil)
+	t.Cleanup(func() { monitor = old })
+	// The helper's runc "binary" is known to take --pidfd-socket.
+	command := "launch-helper-" + t.Name()
+	p := &runcProbe{known: true, ok: true}
+	p.first.Do(func() {})
+	runcProbes.Store(command, p)
+	t.Cleanup(func() { runcProbes.Delete(command) })
+
+	target := exec.Command("sleep", "60")
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Process.Kill(); target.Wait() })
+	return &launchFixture{c: &Container{ID: "c", runc: &runc.Runc{Command: command}}, target: target, dir: t.TempDir()}
+}
+
+// run returns launch's run function: it starts the helper in mode, reports
+// it to the socket as the runc monitor does, and returns once the helper
+// has exited ("now") or written the pid file ("late").
+func (f *launchFixture) run(t *testing.T, pidFile, mode string, delay time.Duration) (func(runc.PidfdSocket) error, string) {
+	done := filepath.Join(f.dir, "done")
+	return func(sock runc.PidfdSocket) error {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLaunchHelper$", "--", "--pidfd-socket", sock.Path())
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %s %s %d %s", launchHelperEnv, sock.Path(), f.target.Process.Pid, pidFile, mode, int64(delay), done))
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		runcStarted(cmd)
+		if mode != "late" {
+			return cmd.Wait()
+		}
+		t.Cleanup(func() { cmd.Wait() })
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(pidFile); err == nil {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return errors.New("helper wrote no pid file")
+			}
+		}
+	}, done
+}
+
+// pidfdsOf counts this process's pidfds that refer to pid.
+func pidfdsOf(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fdinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		b, _ := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if strings.Contains(string(b), "\nPid:\t"+strconv.Itoa(pid)+"\n") {
+			n++
 		}
 	}
-	if n := runs(t, newerCount); n != 1 {
-		t.Errorf("runc 1.3.0 probed %d times, want 1", n)
-	}
-	if n := runs(t, olderCount); n != 1 {
-		t.Errorf("runc 1.1.15 probed %d times, want 1", n)
-	}
+	return n
 }
 
-// WarmRuncProbe starts the default runc's probe without waiting for it; a
-// later caller gets its answer without running runc again.
-func TestWarmRuncProbe(t *testing.T) {
-	useProbeCache(t, t.TempDir())
-	bin, count := fakeRunc(t, "1.2.5")
-	t.Setenv("PATH", filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
-	runcProbes.Delete("")
-	t.Cleanup(func() { runcProbes.Delete("") })
-	WarmRuncProbe()
-	// The probe must start on its own, before anyone asks.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(count); err == nil {
-			break
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("WarmRuncProbe did not run runc")
+			t.Fatalf("%s never appeared", path)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !pidfdSocketSupported(&runc.Runc{}) {
-		t.Fatal("default runc 1.2.5: pidfd socket not supported")
-	}
-	if n := runs(t, count); n != 1 {
-		t.Errorf("default runc probed %d times, want 1", n)
 	}
 }
 
-// A second shim takes the first one's answer from the node's cache without
-// running runc; replacing the binary makes the next shim probe again.
-func TestPidfdSocketProbeCachedAcrossShims(t *testing.T) {
-	useProbeCache(t, filepath.Join(t.TempDir(), "cache"))
-	t.Cleanup(forgetProbes)
-	bin, count := fakeRunc(t, "1.3.0")
-	if !pidfdSocketSupported(&runc.Runc{Command: bin}) {
-		t.Fatal("first shim: runc 1.3.0 not supported")
+func wantSocketsGone(t *testing.T) {
+	t.Helper()
+	if ents, err := os.ReadDir(pidfdDir); err != nil || len(ents) != 0 {
+		t.Errorf("pidfd socket directory after launch: %v (%v), want empty", ents, err)
 	}
-	forgetProbes()
-	if !pidfdSocketSupported(&runc.Runc{Command: bin}) {
-		t.Fatal("second shim: runc 1.3.0 not supported")
-	}
-	if n := runs(t, count); n != 1 {
-		t.Fatalf("runc probed %d times by two shims, want 1", n)
-	}
+	pidfdSockets.Range(func(k, _ any) bool {
+		t.Errorf("pidfd socket %v still registered", k)
+		return true
+	})
+}
 
-	// An older runc installed in its place.
-	script := "#!/bin/sh\necho x >> " + count + "\necho 'runc version 1.1.15'\n"
-	if err := os.WriteFile(bin+".new", []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+// runc succeeded but its pid file cannot be read: the process runc made is
+// killed through the pidfd it sent, that pidfd is closed, the container is
+// removed (undo), and the socket is gone.
+func TestLaunchPidFileUnreadable(t *testing.T) {
+	f := newLaunchFixture(t)
+	before := pidfdsOf(t, f.target.Process.Pid)
+	pidFile := filepath.Join(f.dir, "exec.pid")
+	run, _ := f.run(t, "-", "now", 0)
+	undone := 0
+	_, err := f.c.launch(context.Background(), pidFile, run, func(context.Context) { undone++ })
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("launch without a pid file: %v, want not found", err)
 	}
-	if err := os.Rename(bin+".new", bin); err != nil {
-		t.Fatal(err)
+	if undone != 1 {
+		t.Errorf("undo called %d times, want 1", undone)
 	}
-	forgetProbes()
-	if pidfdSocketSupported(&runc.Runc{Command: bin}) {
-		t.Fatal("replaced by runc 1.1.15: still supported")
+	if n := pidfdsOf(t, f.target.Process.Pid); n != before {
+		t.Errorf("%d pidfds of the process open after launch failed, want %d: the received one leaked", n, before)
 	}
-	if n := runs(t, count); n != 2 {
-		t.Fatalf("runc probed %d times, want 2 after the binary was replaced", n)
+	wantSocketsGone(t)
+	exited := make(chan error, 1)
+	go func() { exited <- f.target.Wait() }()
+	select {
+	case err := <-exited:
+		if ws, ok := f.target.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("process ended with %v, want SIGKILL", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the process runc made still runs after launch failed")
 	}
 }
 
-// A failed probe is not cached: the next shim tries again.
-func TestPidfdSocketProbeFailureNotCached(t *testing.T) {
-	useProbeCache(t, t.TempDir())
-	t.Cleanup(forgetProbes)
-	dir := t.TempDir()
-	bin, count := filepath.Join(dir, "runc"), filepath.Join(dir, "count")
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho x >> "+count+"\nexit 1\n"), 0o755); err != nil {
+// A pidfd that runc sends after launch stopped waiting for it is not left
+// open: launch falls back to pidfd_open and holds exactly that one.
+func TestLaunchLatePidfdClosed(t *testing.T) {
+	f := newLaunchFixture(t)
+	old := pidfdWait
+	pidfdWait = 200 * time.Millisecond
+	t.Cleanup(func() { pidfdWait = old })
+	before := pidfdsOf(t, f.target.Process.Pid)
+	pidFile := filepath.Join(f.dir, "exec.pid")
+	run, done := f.run(t, pidFile, "late", 3*pidfdWait)
+	l, err := f.c.launch(context.Background(), pidFile, run, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 2; i++ {
-		forgetProbes()
-		if pidfdSocketSupported(&runc.Runc{Command: bin}) {
-			t.Fatal("failing runc: supported")
-		}
+	defer unix.Close(l.pidfd)
+	monitor.Cancel(l.tok)
+	if l.pid != f.target.Process.Pid || l.pidfd < 0 {
+		t.Fatalf("launched pid %d pidfd %d, want pid %d and a pidfd", l.pid, l.pidfd, f.target.Process.Pid)
 	}
-	if n := runs(t, count); n != 2 {
-		t.Fatalf("failing runc probed %d times by two shims, want 2", n)
+	waitFile(t, done)
+	time.Sleep(100 * time.Millisecond) // a leak would happen now, in receive
+	if n := pidfdsOf(t, f.target.Process.Pid); n != before+1 {
+		t.Errorf("%d pidfds of the process open, want %d (launch's own): the late one leaked", n, before+1)
 	}
+	wantSocketsGone(t)
 }

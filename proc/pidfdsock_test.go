@@ -4,7 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,6 +20,9 @@ func TestPidfdSocketHelper(t *testing.T) {
 	name := os.Getenv(pidfdHelperEnv)
 	if name == "" {
 		t.Skip("helper process only")
+	}
+	if os.Getenv(pidfdHelperEnv+"_CUE") != "" {
+		os.Stdin.Read(make([]byte, 1))
 	}
 	if err := sendPipe(name, "from helper"); err != nil {
 		t.Fatal(err)
@@ -61,6 +64,58 @@ func startHelper(t *testing.T, s *pidfdSocket) {
 	runcStarted(cmd)
 }
 
+// startHelperOnCue starts the helper as startHelper does but does not
+// report it to the socket yet: cue does, and lets the helper connect at
+// once.
+func startHelperOnCue(t *testing.T, s *pidfdSocket) (cue func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPidfdSocketHelper$", "--", "--pidfd-socket", s.Path())
+	cmd.Env = append(os.Environ(), pidfdHelperEnv+"="+s.Path(), pidfdHelperEnv+"_CUE=1")
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); _ = cmd.Wait() })
+	return func() {
+		runcStarted(cmd)
+		w.Write([]byte{1})
+	}
+}
+
+// usePidfdDir points the pidfd sockets at a new private directory for the
+// test (short: a socket path has at most 107 bytes).
+func usePidfdDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pfd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := pidfdDir
+	pidfdDir = filepath.Join(dir, "pidfd")
+	pidfdDirChecked.Store(false)
+	t.Cleanup(func() {
+		pidfdDir = old
+		pidfdDirChecked.Store(false)
+		os.RemoveAll(dir)
+	})
+	return pidfdDir
+}
+
+// newTestSocket is newPidfdSocket in a directory of the test's own.
+func newTestSocket(t *testing.T) *pidfdSocket {
+	t.Helper()
+	usePidfdDir(t)
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 func readAll(t *testing.T, fd int) string {
 	t.Helper()
 	f := os.NewFile(uintptr(fd), "received")
@@ -77,13 +132,17 @@ func receiveAsync(s *pidfdSocket) <-chan int {
 }
 
 func TestPidfdSocketReceivesFromItsRunc(t *testing.T) {
-	s, err := newPidfdSocket()
-	if err != nil {
-		t.Fatal(err)
+	s := newTestSocket(t)
+	// A socket file in a directory of the shim's own: no other user can
+	// connect to it.
+	if filepath.Dir(s.Path()) != pidfdDir {
+		t.Fatalf("socket %q is not in %s", s.Path(), pidfdDir)
 	}
-	defer s.Close()
-	if !strings.HasPrefix(s.Path(), "@") {
-		t.Fatalf("path %q is not in the abstract namespace", s.Path())
+	if fi, err := os.Stat(pidfdDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("socket directory: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if fi, err := os.Lstat(s.Path()); err != nil || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("socket file: %v", err)
 	}
 	got := receiveAsync(s)
 	startHelper(t, s)
@@ -112,11 +171,7 @@ func wantHelperFd(t *testing.T, got <-chan int) {
 }
 
 func TestPidfdSocketDropsOtherProcesses(t *testing.T) {
-	s, err := newPidfdSocket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newTestSocket(t)
 	got := receiveAsync(s)
 	// This process is not the runc started with s: its fd must be dropped,
 	// before and after the runc's pid is known.
@@ -124,17 +179,13 @@ func TestPidfdSocketDropsOtherProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	startHelper(t, s)
-	if err := sendPipe(s.Path(), "from a stranger"); err != nil && !strings.Contains(err.Error(), "refused") {
-		t.Fatal(err)
-	}
+	// Dropped at once, or refused once the helper's fd was taken.
+	_ = sendPipe(s.Path(), "from a stranger")
 	wantHelperFd(t, got)
 }
 
 func TestPidfdSocketCloseEndsReceive(t *testing.T) {
-	s, err := newPidfdSocket()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestSocket(t)
 	got := receiveAsync(s)
 	// A connection whose runc never starts waits for it; Close ends that
 	// wait too.
@@ -154,16 +205,15 @@ func TestPidfdSocketCloseEndsReceive(t *testing.T) {
 	if _, ok := pidfdSockets.Load(s.Path()); ok {
 		t.Fatal("closed socket still registered")
 	}
+	if _, err := os.Lstat(s.Path()); !os.IsNotExist(err) {
+		t.Fatalf("closed socket's file: %v, want it removed", err)
+	}
 	// Close twice is fine.
 	s.Close()
 }
 
 func TestRuncStartedIgnoresOtherCommands(t *testing.T) {
-	s, err := newPidfdSocket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newTestSocket(t)
 	for _, args := range [][]string{
 		{"runc", "exec", "--detach", "id"},
 		{"runc", "exec", "--pidfd-socket", "@another", "id"},
@@ -179,5 +229,47 @@ func TestRuncStartedIgnoresOtherCommands(t *testing.T) {
 	runcStarted(&exec.Cmd{Args: []string{"runc", "exec", "--pidfd-socket", s.Path(), "id"}, Process: &os.Process{Pid: 42}})
 	if pid := <-s.runc; pid != 42 {
 		t.Fatalf("pid %d, want 42", pid)
+	}
+}
+
+// The socket is made only in a directory of the shim's own: not through a
+// symlink, not in another user's directory; a looser mode is tightened.
+func TestPidfdSocketDirMustBePrivate(t *testing.T) {
+	dir := usePidfdDir(t)
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("socket directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+
+	link := dir + "-link"
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	pidfdDir = link
+	pidfdDirChecked.Store(false)
+	if s, err := newPidfdSocket(); err == nil {
+		s.Close()
+		t.Fatal("socket made in a symlinked directory")
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the directory to another user")
+	}
+	pidfdDir = dir
+	pidfdDirChecked.Store(false)
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := newPidfdSocket(); err == nil {
+		s.Close()
+		t.Fatal("socket made in another user's directory")
 	}
 }
