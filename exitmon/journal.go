@@ -214,11 +214,7 @@ func (j *Journal) compact() error {
 	if err != nil {
 		return fmt.Errorf("compact journal: %w", err)
 	}
-	buf := make([]byte, 0, j.live)
-	buf = append(append(buf, j.task...), j.init...)
-	for _, line := range j.execs {
-		buf = append(buf, line...)
-	}
+	buf := liveRecords(j.task, j.init, j.execs, j.live)
 	if _, err = f.Write(buf); err == nil {
 		err = rename(tmp, j.path)
 	}
@@ -230,6 +226,17 @@ func (j *Journal) compact() error {
 	j.f.Close()
 	j.f, j.size, j.retryAt = f, int64(len(buf)), 0
 	return nil
+}
+
+// liveRecords lays out a compacted journal: the task first, since a task
+// record starts a new history, then the exits.
+func liveRecords(task, init []byte, execs map[string][]byte, size int64) []byte {
+	buf := make([]byte, 0, size)
+	buf = append(append(buf, task...), init...)
+	for _, line := range execs {
+		buf = append(buf, line...)
+	}
+	return buf
 }
 
 // rename is os.Rename; tests replace it to fail a compaction.
