@@ -181,7 +181,7 @@ func (j *Journal) write(line []byte) error {
 	if j.torn {
 		line = append([]byte{'\n'}, line...)
 	}
-	n, err := j.f.Write(line)
+	n, err := writeFile(j.f, line)
 	j.size += int64(n)
 	j.torn = n > 0 && line[n-1] != '\n'
 	if err != nil {
@@ -239,8 +239,11 @@ func liveRecords(task, init []byte, execs map[string][]byte, size int64) []byte 
 	return buf
 }
 
-// rename is os.Rename; tests replace it to fail a compaction.
-var rename = os.Rename
+// rename and writeFile are the journal's calls that tests make fail.
+var (
+	rename    = os.Rename
+	writeFile = (*os.File).Write
+)
 
 // Close closes the journal file; later records are refused.
 func (j *Journal) Close() error {

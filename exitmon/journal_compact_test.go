@@ -315,3 +315,29 @@ func BenchmarkReadJournal(b *testing.B) {
 }
 
 var benchIdentity = Identity{ID: "c1", Namespace: "k8s.io", SandboxID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+
+// TestJournalShortWrite: a record only partly written (the bundle's tmpfs
+// full) does not swallow the next one, and is not replayed itself.
+func TestJournalShortWrite(t *testing.T) {
+	dir := t.TempDir()
+	j, err := CreateJournal(dir, Identity{ID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	writeFile = func(f *os.File, b []byte) (int, error) {
+		n, _ := f.Write(b[:len(b)/2])
+		return n, errors.New("injected: no space")
+	}
+	err = j.Exit("torn", Status{Pid: 1})
+	writeFile = (*os.File).Write
+	if err == nil {
+		t.Fatal("short write not reported")
+	}
+	mustExit(t, j, "next", Status{Pid: 2, Code: 2})
+	r, err := ReadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantExecs(t, r, map[string]Status{"next": {Pid: 2, Code: 2}})
+}
