@@ -285,7 +285,7 @@ func ReadJournal(bundle string) (*Replay, error) {
 // readReplay replays the records read from rd.
 func readReplay(rd io.Reader) (*Replay, error) {
 	r := &Replay{Execs: map[string]Status{}}
-	br := bufio.NewReaderSize(rd, maxLine)
+	br := bufio.NewReader(rd)
 	for {
 		line, err := readLine(br)
 		if len(line) > 0 {
@@ -306,17 +306,24 @@ func readReplay(rd io.Reader) (*Replay, error) {
 // maxLine is longer than any record the journal writes.
 const maxLine = 64 << 10
 
-// readLine returns the next line without its newline; a line longer than
-// the reader's buffer is not a record the journal writes, and is skipped.
+// readLine returns the next line. A line longer than maxLine is not a
+// record the journal writes: it is skipped, and the lines after it read.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if err != bufio.ErrBufferFull {
 		return line, err
 	}
+	long := append([]byte(nil), line...)
 	for err == bufio.ErrBufferFull {
-		_, err = br.ReadSlice('\n')
+		line, err = br.ReadSlice('\n')
+		if len(long) <= maxLine {
+			long = append(long, line...)
+		}
 	}
-	return nil, err
+	if len(long) > maxLine {
+		return nil, err
+	}
+	return long, err
 }
 
 func (r *Replay) apply(rec record) {

@@ -239,3 +239,25 @@ func TestJournalConcurrentExits(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalLongLines: a record longer than the reader's buffer replays;
+// a line longer than any record is skipped, and what follows it replays.
+func TestJournalLongLines(t *testing.T) {
+	dir := t.TempDir()
+	id := Identity{ID: "c1", PodName: strings.Repeat("p", 10_000)}
+	j, err := CreateJournal(dir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Exit("e1", Status{Pid: 1, Code: 1})
+	j.Close()
+	appendRaw(t, dir, `{"exec_id":"`+strings.Repeat("x", maxLine)+`","exit":{"pid":2}}`+"\n")
+	appendRaw(t, dir, `{"exit":{"pid":3,"status":3}}`+"\n")
+	r, err := ReadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Identity != id || len(r.Execs) != 1 || r.Execs["e1"].Code != 1 || r.Init == nil || r.Init.Code != 3 {
+		t.Fatalf("replay: %d-byte pod name, execs %d, init %+v", len(r.Identity.PodName), len(r.Execs), r.Init)
+	}
+}
