@@ -129,7 +129,9 @@ func encode(r record) ([]byte, error) {
 }
 
 // Exit records how the process execID ("" for init) ended. The record
-// replaces an earlier one of the same process.
+// replaces an earlier one of the same process. It never compacts, so the
+// reaper never waits for a rewrite: records go dead only when an exec is
+// removed (an exec id is reused only after that) or a task re-created.
 func (j *Journal) Exit(execID string, st Status) error {
 	line, err := encode(record{ExecID: execID, Exit: &st})
 	if err != nil {
@@ -147,7 +149,6 @@ func (j *Journal) Exit(execID string, st Status) error {
 		prev, j.execs[execID] = j.execs[execID], line
 	}
 	j.live += int64(len(line) - len(prev))
-	j.compactIfDue()
 	return nil
 }
 
