@@ -107,8 +107,9 @@ func TestJournalTornLastLine(t *testing.T) {
 	}
 }
 
-// TestJournalReopenAppends: CreateJournal on an existing journal keeps what
-// it holds, even when its last line was torn.
+// TestJournalReopenAppends: CreateJournal on an existing journal appends
+// after what it holds, even when its last line was torn, and starts a new
+// history: the earlier task's exits no longer replay.
 func TestJournalReopenAppends(t *testing.T) {
 	for _, torn := range []bool{false, true} {
 		name := "clean"
@@ -122,6 +123,7 @@ func TestJournalReopenAppends(t *testing.T) {
 				t.Fatal(err)
 			}
 			j.Exit("", Status{Pid: 10, Code: 7})
+			j.Exit("e0", Status{Pid: 12, Code: 3})
 			j.Close()
 			if torn {
 				appendRaw(t, dir, `{"exec_id":"e9","exit":{"pid"`)
@@ -139,22 +141,56 @@ func TestJournalReopenAppends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Init == nil || r.Init.Code != 7 {
-				t.Fatalf("earlier init exit lost on reopen: %+v\n%s", r.Init, b)
+			if r.Init != nil {
+				t.Fatalf("the earlier task's init exit replayed for the new one: %+v\n%s", r.Init, b)
 			}
 			if r.Identity.ID != "new" || !r.Identity.Sandbox {
 				t.Fatalf("identity %+v, want the reopened one\n%s", r.Identity, b)
 			}
-			if r.Execs["e1"].Code != 1 {
-				t.Fatalf("exit after reopen lost: %+v\n%s", r.Execs, b)
+			if len(r.Execs) != 1 || r.Execs["e1"].Code != 1 {
+				t.Fatalf("execs %+v, want only e1\n%s", r.Execs, b)
 			}
-			if _, ok := r.Execs["e9"]; ok {
-				t.Fatal("torn record replayed")
-			}
-			if n := strings.Count(string(b), "\n"); torn && n != 5 || !torn && n != 4 {
+			if n := strings.Count(string(b), "\n"); torn && n != 6 || !torn && n != 5 {
 				t.Fatalf("journal has %d lines:\n%s", n, b)
 			}
 		})
+	}
+}
+
+// TestReplayNewTaskResets: a task record starts a new history. A task
+// re-created with the same id in the same bundle must not inherit the
+// earlier task's init exit, which `shim delete` would report for it.
+func TestReplayNewTaskResets(t *testing.T) {
+	dir := t.TempDir()
+	writeRaw(t, dir, `{"task":{"id":"c1","sandbox":false}}
+{"exec_id":"e1","exit":{"pid":11,"status":1,"exited_at":"2024-01-02T03:04:05Z"}}
+{"exit":{"pid":10,"status":7,"exited_at":"2024-01-02T03:04:06Z"}}
+{"task":{"id":"c1","sandbox":false,"pod_uid":"u2"}}
+{"exec_id":"e2","exit":{"pid":21,"status":2,"exited_at":"2024-01-02T03:04:07Z"}}
+`)
+	r, err := ReadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Init != nil {
+		t.Fatalf("init exit of the earlier task replayed: %+v", r.Init)
+	}
+	if _, ok := r.Execs["e1"]; ok || len(r.Execs) != 1 || r.Execs["e2"].Code != 2 {
+		t.Fatalf("execs %+v, want only e2", r.Execs)
+	}
+	if r.Identity.PodUID != "u2" {
+		t.Fatalf("identity %+v", r.Identity)
+	}
+	appendRaw(t, dir, `{"exit":{"pid":20,"status":9,"exited_at":"2024-01-02T03:04:08Z"}}`+"\n")
+	if r, err = ReadJournal(dir); err != nil || r.Init == nil || r.Init.Pid != 20 || r.Init.Code != 9 {
+		t.Fatalf("new task's init exit: %+v, %v", r, err)
+	}
+}
+
+func writeRaw(t *testing.T, dir, s string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, JournalName), []byte(s), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -201,5 +237,27 @@ func TestJournalConcurrentExits(t *testing.T) {
 		if st := r.Execs[fmt.Sprintf("e%d", i)]; st.Pid != 1000+i || st.Code != i%256 {
 			t.Fatalf("e%d replayed as %+v", i, st)
 		}
+	}
+}
+
+// TestJournalLongLines: a record longer than the reader's buffer replays;
+// a line longer than any record is skipped, and what follows it replays.
+func TestJournalLongLines(t *testing.T) {
+	dir := t.TempDir()
+	id := Identity{ID: "c1", PodName: strings.Repeat("p", 10_000)}
+	j, err := CreateJournal(dir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Exit("e1", Status{Pid: 1, Code: 1})
+	j.Close()
+	appendRaw(t, dir, `{"exec_id":"`+strings.Repeat("x", maxLine)+`","exit":{"pid":2}}`+"\n")
+	appendRaw(t, dir, `{"exit":{"pid":3,"status":3}}`+"\n")
+	r, err := ReadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Identity != id || len(r.Execs) != 1 || r.Execs["e1"].Code != 1 || r.Init == nil || r.Init.Code != 3 {
+		t.Fatalf("replay: %d-byte pod name, execs %d, init %+v", len(r.Identity.PodName), len(r.Execs), r.Init)
 	}
 }

@@ -90,11 +90,14 @@ func (t *Task) AddExec(execID string) (*Process, error) {
 	return p, nil
 }
 
-// RemoveExec forgets an exec (after its Delete).
+// RemoveExec forgets an exec (after its Delete), in the journal too.
 func (t *Task) RemoveExec(execID string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	delete(t.execs, execID)
+	t.mu.Unlock()
+	if err := t.journal.Remove(execID); err != nil {
+		logger(context.Background()).WithError(err).WithField("id", t.id).Warn("journal exec removal")
+	}
 }
 
 // Delete queues the final event and closes the queue: nothing is published

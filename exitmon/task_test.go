@@ -419,3 +419,30 @@ func TestSetExited(t *testing.T) {
 		t.Fatalf("SetExited published %v", summary(got))
 	}
 }
+
+// TestRemoveExecLeavesJournal: once an exec is deleted its exit no longer
+// replays; the init's exit and undeleted execs' exits still do.
+func TestRemoveExecLeavesJournal(t *testing.T) {
+	m, tk, _, bundle := newTestTask(t, "c1")
+	for i, id := range []string{"gone", "kept"} {
+		e, _ := tk.AddExec(id)
+		pid := fakePid(80 + i)
+		watch(m, e, pid)
+		m.inject(pid, 5+i)
+	}
+	tk.RemoveExec("gone")
+	tk.RemoveExec("never-added")
+	pid := fakePid(90)
+	watch(m, tk.Init(), pid)
+	m.inject(pid, 0)
+	r, err := ReadJournal(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Execs["gone"]; ok || len(r.Execs) != 1 || r.Execs["kept"].Code != 6 {
+		t.Fatalf("journal execs %+v, want only kept", r.Execs)
+	}
+	if r.Init == nil || r.Init.Pid != pid {
+		t.Fatalf("journal init %+v", r.Init)
+	}
+}

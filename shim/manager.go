@@ -143,9 +143,20 @@ func (m *Manager) Stop(ctx context.Context, f flags) (exitmon.Status, error) {
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
 	}
-	if j, err := exitmon.ReadJournal(bundle); err == nil && j.Init != nil {
-		return *j.Init, nil
+	if st, ok := journaledExit(bundle, f.id); ok {
+		return st, nil
 	}
 	pid, _ := proc.InitPid(bundle)
 	return exitmon.Status{Pid: pid, Code: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}, nil
+}
+
+// journaledExit returns the init exit that bundle's journal holds for the
+// task id. The journal replays only the last task created in the bundle,
+// and it stays small: the exits of deleted execs are compacted away.
+func journaledExit(bundle, id string) (exitmon.Status, bool) {
+	r, err := exitmon.ReadJournal(bundle)
+	if err != nil || r.Init == nil || r.Identity.ID != id {
+		return exitmon.Status{}, false
+	}
+	return *r.Init, true
 }

@@ -1,7 +1,13 @@
 package shim
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
 
 // TestGroupOf: our group annotation wins over the CRI sandbox id, which
@@ -20,5 +26,46 @@ func TestGroupOf(t *testing.T) {
 		if got := groupOf("c1", tc.ann); got != tc.want {
 			t.Errorf("%s: groupOf = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestStopReportsJournaledExit: `shim delete` reports the init exit the
+// journal holds for the task, and 137 with the recorded pid when the
+// journal holds none for it: not the exit of an earlier task re-created
+// in the same bundle, nor another task's.
+func TestStopReportsJournaledExit(t *testing.T) {
+	at := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	const exitLine = `{"exit":{"pid":10,"status":3,"exited_at":"2024-01-02T03:04:05Z"}}` + "\n"
+	for _, tc := range []struct {
+		name, journal string
+		want          exitmon.Status
+	}{
+		{"journaled", `{"task":{"id":"c1"}}` + "\n" + exitLine, exitmon.Status{Pid: 10, Code: 3, ExitedAt: at}},
+		{"re-created", `{"task":{"id":"c1"}}` + "\n" + exitLine + `{"task":{"id":"c1"}}` + "\n", exitmon.Status{Pid: 4242, Code: 137}},
+		{"other task", `{"task":{"id":"c2"}}` + "\n" + exitLine, exitmon.Status{Pid: 4242, Code: 137}},
+		{"no journal", "", exitmon.Status{Pid: 4242, Code: 137}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bundle := t.TempDir()
+			write(t, bundle, "watch-runc.json", `{"binary":"/bin/true"}`)
+			write(t, bundle, "init.pid", "4242")
+			if tc.journal != "" {
+				write(t, bundle, exitmon.JournalName, tc.journal)
+			}
+			st, err := (&Manager{}).Stop(context.Background(), flags{id: "c1", namespace: "default", bundle: bundle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Pid != tc.want.Pid || st.Code != tc.want.Code || !tc.want.ExitedAt.IsZero() && !st.ExitedAt.Equal(tc.want.ExitedAt) {
+				t.Fatalf("Stop = %+v, want %+v", st, tc.want)
+			}
+		})
+	}
+}
+
+func write(t *testing.T, dir, name, s string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
