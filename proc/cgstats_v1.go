@@ -288,11 +288,17 @@ func blkioEntries(r *statReader, field int, devs map[[2]uint64]string, p *pbuf, 
 		if n == 0 || (n == 2 && string(f[0]) == "Total") {
 			continue
 		}
-		if n < 3 || n > 4 {
+		if n < 3 {
 			return newStatError(path, errFormat)
 		}
+		// "major minor op value", else "major minor value" and whatever
+		// follows it, as cgroups/v3 reads it.
+		value := 2
+		if n == 4 {
+			value = 3
+		}
 		var nums [3]uint64
-		for i, idx := range [...]int{0, 1, n - 1} {
+		for i, idx := range [...]int{0, 1, value} {
 			if nums[i], err = strconv.ParseUint(string(f[idx]), 10, 64); err != nil {
 				return newStatError(path, err)
 			}

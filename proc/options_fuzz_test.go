@@ -16,7 +16,7 @@ import (
 // quietLog silences the warnings about unknown keys for a fuzz run.
 func quietLog(f *testing.F) {
 	old := log.GetLevel()
-	_ = log.SetLevel("error")
+	_ = log.SetLevel("fatal")
 	f.Cleanup(func() { log.L.Logger.SetLevel(old) })
 }
 
