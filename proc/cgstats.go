@@ -8,7 +8,7 @@ package proc
 // container, and neither builds the Go message structs nor initialises
 // protobuf reflection for them. The result decodes to exactly what
 // github.com/containerd/cgroups/v3 returns for the same files (the tests
-// compare the two).
+// compare the two, and the fuzz targets do on arbitrary file contents).
 
 import (
 	"bytes"
