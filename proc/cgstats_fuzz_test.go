@@ -137,8 +137,11 @@ func FuzzStatsV1(f *testing.F) {
 		f.Add(uint8(i), ff.saved[n], uint8(0), ff.saved[ff.names[0]])
 		f.Add(uint8(i), []byte(""), uint8(i+1), []byte("x 1\n"))
 	}
-	f.Add(uint8(0), []byte("major minor  #blocks  name\n\n 8 0 1 sda\n"), uint8(1), []byte("8:0 Read 1\n8:0 Write 2\n"))
-	f.Add(uint8(0), []byte("\n\n-1 0 1 x\n"), uint8(0), []byte{})
+	parts := uint8(sort.SearchStrings(ff.names, "proc/partitions"))
+	f.Add(parts, []byte("major minor  #blocks  name\n\n 8 0 1 sda\n"), uint8(1), []byte("8:0 Read 1\n8:0 Write 2\n"))
+	f.Add(parts, []byte("\n\n-1 0 1 x\n"), uint8(0), []byte{})
+	// Numbers and names as the library reads them: signed, joined as paths.
+	f.Add(parts, []byte("major minor  #blocks  name\n\n+254 0 1 ../vda\n 8 16 1 a/../sdb\n"), parts, []byte{})
 	f.Fuzz(func(t *testing.T, a uint8, ac []byte, b uint8, bc []byte) {
 		defer ff.restore(t)
 		what := ff.set(t, a, ac) + ", " + ff.set(t, b, bc)
