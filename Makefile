@@ -10,7 +10,7 @@ WATCH_CONTAINERD_VERSIONS ?= 2.2 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build deps unit e2e test demo install lint critest bench
+.PHONY: help build deps unit e2e test demo install lint critest bench fuzz
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,20 @@ e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSION
 	go test -tags e2e -count=1 -timeout 40m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
 
 test: unit e2e ## Run unit and end-to-end tests
+
+# Every Fuzz* target of the module (go test -list), each for FUZZTIME, one
+# after another: go test -fuzz takes one target per run. An input that
+# fails is written to the package's testdata/fuzz/ and replayed by `unit`
+# from then on: commit it with the fix.
+FUZZTIME ?= 5s
+fuzz: ## Run each fuzz target for FUZZTIME (5s); longer by hand: make fuzz FUZZTIME=10m
+	@list="$$(go test -list '^Fuzz' ./...)" || { echo "$$list"; exit 1; }; \
+	targets="$$(echo "$$list" | awk '/^Fuzz/ {n = n " " $$1} /^ok / {c = split(n, a, " "); for (i = 1; i <= c; i++) print $$2 ":" a[i]; n = ""}')"; \
+	[ -n "$$targets" ] || { echo "fuzz: no fuzz targets found"; exit 1; }; \
+	for t in $$targets; do \
+		echo "fuzz: $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
+	done
 
 critest: deps build ## Run critest against handlers runc and watch on one containerd 2.4 and compare
 	@[ "$$(id -u)" = 0 ] || { echo "critest: needs root"; exit 1; }

@@ -8,7 +8,7 @@ package proc
 // container, and neither builds the Go message structs nor initialises
 // protobuf reflection for them. The result decodes to exactly what
 // github.com/containerd/cgroups/v3 returns for the same files (the tests
-// compare the two).
+// compare the two, and the fuzz targets do on arbitrary file contents).
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -45,9 +46,15 @@ func (p *pbuf) uint(field int, v uint64) {
 	p.b = protowire.AppendVarint(p.b, v)
 }
 
+// str writes a string field. A protobuf string is UTF-8 or the message
+// does not decode, so bytes that are not (a device name in a cgroup file)
+// are written as U+FFFD.
 func (p *pbuf) str(field int, s []byte) {
 	if len(s) == 0 {
 		return
+	}
+	if !utf8.Valid(s) {
+		s = bytes.ToValidUTF8(s, []byte("\uFFFD"))
 	}
 	p.b = protowire.AppendTag(p.b, protowire.Number(field), protowire.BytesType)
 	p.b = protowire.AppendBytes(p.b, s)

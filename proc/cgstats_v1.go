@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bytes"
+	"path/filepath"
 	"strconv"
 	"sync"
 )
@@ -288,11 +289,17 @@ func blkioEntries(r *statReader, field int, devs map[[2]uint64]string, p *pbuf, 
 		if n == 0 || (n == 2 && string(f[0]) == "Total") {
 			continue
 		}
-		if n < 3 || n > 4 {
+		if n < 3 {
 			return newStatError(path, errFormat)
 		}
+		// "major minor op value", else "major minor value" and whatever
+		// follows it, as cgroups/v3 reads it.
+		value := 2
+		if n == 4 {
+			value = 3
+		}
 		var nums [3]uint64
-		for i, idx := range [...]int{0, 1, n - 1} {
+		for i, idx := range [...]int{0, 1, value} {
 			if nums[i], err = strconv.ParseUint(string(f[idx]), 10, 64); err != nil {
 				return newStatError(path, err)
 			}
@@ -334,14 +341,16 @@ func blockDevices(r *statReader) (map[[2]uint64]string, error) {
 		if fields(line, f[:]) < 4 {
 			continue
 		}
-		major, err1 := strconv.ParseUint(string(f[0]), 10, 64)
-		minor, err2 := strconv.ParseUint(string(f[1]), 10, 64)
+		// Numbers and names as cgroups/v3 reads them: signed, the name
+		// joined to /dev as a path.
+		major, err1 := strconv.Atoi(string(f[0]))
+		minor, err2 := strconv.Atoi(string(f[1]))
 		if err1 != nil || err2 != nil {
 			return nil, &statError{path: procRoot + "/partitions", err: errFormat}
 		}
-		k := [2]uint64{major, minor}
+		k := [2]uint64{uint64(major), uint64(minor)}
 		if _, ok := m[k]; !ok {
-			m[k] = "/dev/" + string(f[3])
+			m[k] = filepath.Join("/dev", string(f[3]))
 		}
 	}
 	devCache.raw = append(devCache.raw[:0], raw...)

@@ -147,7 +147,7 @@ func TestStatsV1MatchesLibraryOnHost(t *testing.T) {
 
 // v1Fixture writes a cgroup with every controller and every file the
 // readers know, in the formats the kernel uses.
-func v1Fixture(t *testing.T, root, proc string, cfq bool) {
+func v1Fixture(t testing.TB, root, proc string, cfq bool) {
 	dir := func(c string) string { return filepath.Join(root, c, "pod", "ctr") }
 	var stat strings.Builder
 	for i, k := range []string{"cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",

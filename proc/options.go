@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
@@ -80,21 +80,25 @@ func readOptionsFile(path string) ([]byte, error) {
 // Keys that are not runc options are skipped with a warning, as the runc
 // runtime type's decoding ignores them.
 func runcOptionsFromTOML(b []byte) (*options.Options, error) {
+	// TOML is UTF-8; reading a string of other bytes would change them.
+	if !utf8.Valid(b) {
+		return nil, errors.New("not UTF-8")
+	}
 	o := &options.Options{}
+	seen := map[string]bool{}
 	for n, line := range bytes.Split(b, []byte("\n")) {
-		s := strings.TrimSpace(string(line))
+		s := strings.Trim(string(line), " \t\r")
 		if s == "" || s[0] == '#' {
 			continue
 		}
 		if s[0] == '[' {
 			return nil, fmt.Errorf("line %d: %q: runc options are a flat table", n+1, s)
 		}
-		key, val, ok := strings.Cut(s, "=")
-		if !ok {
-			return nil, fmt.Errorf("line %d: %q: not key = value", n+1, s)
+		key, val, err := tomlKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %q: %w", n+1, s, err)
 		}
-		key = strings.Trim(strings.TrimSpace(key), `"'`)
-		v, err := tomlScalar(strings.TrimSpace(val))
+		v, err := tomlScalar(val)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %s: %w", n+1, key, err)
 		}
@@ -104,71 +108,15 @@ func runcOptionsFromTOML(b []byte) (*options.Options, error) {
 		}
 		if !known {
 			log.L.WithField("key", key).Warn("runtime options: not a runc option, ignored")
+			continue
 		}
+		// Spellings of one option are one key, which TOML sets once.
+		if seen[optionName(key)] {
+			return nil, fmt.Errorf("line %d: %s: set twice", n+1, key)
+		}
+		seen[optionName(key)] = true
 	}
 	return o, nil
-}
-
-// tomlValue is a TOML scalar: exactly one field is set.
-type tomlValue struct {
-	str     *string
-	boolean *bool
-	integer *int64
-}
-
-// tomlScalar parses a string (basic or literal), boolean or integer, with
-// an optional comment after it.
-func tomlScalar(s string) (tomlValue, error) {
-	switch {
-	case strings.HasPrefix(s, `"`):
-		end := 1
-		for ; end < len(s) && s[end] != '"'; end++ {
-			if s[end] == '\\' {
-				end++
-			}
-		}
-		if end >= len(s) {
-			return tomlValue{}, errors.New("unterminated string")
-		}
-		if err := onlyComment(s[end+1:]); err != nil {
-			return tomlValue{}, err
-		}
-		str, err := strconv.Unquote(s[:end+1])
-		if err != nil {
-			return tomlValue{}, fmt.Errorf("string %s: %w", s[:end+1], err)
-		}
-		return tomlValue{str: &str}, nil
-	case strings.HasPrefix(s, "'"):
-		end := strings.IndexByte(s[1:], '\'')
-		if end < 0 {
-			return tomlValue{}, errors.New("unterminated string")
-		}
-		if err := onlyComment(s[end+2:]); err != nil {
-			return tomlValue{}, err
-		}
-		str := s[1 : end+1]
-		return tomlValue{str: &str}, nil
-	}
-	if i := strings.IndexByte(s, '#'); i >= 0 {
-		s = strings.TrimSpace(s[:i])
-	}
-	switch s {
-	case "true", "false":
-		b := s == "true"
-		return tomlValue{boolean: &b}, nil
-	}
-	i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 10, 64)
-	if err != nil {
-		return tomlValue{}, fmt.Errorf("%q is not a string, boolean or integer", s)
-	}
-	return tomlValue{integer: &i}, nil
-}
-
-func onlyComment(rest string) error {
-	if rest = strings.TrimSpace(rest); rest != "" && rest[0] != '#' {
-		return fmt.Errorf("%q after the value", rest)
-	}
-	return nil
 }
 
 // setRuncOption sets the runc option key names to v; false when key names
@@ -195,7 +143,7 @@ func setRuncOption(o *options.Options, key string, v tomlValue) (bool, error) {
 		*p = uint32(*v.integer)
 		return nil
 	}
-	switch strings.ToLower(strings.ReplaceAll(key, "_", "")) {
+	switch optionName(key) {
 	case "nopivotroot":
 		return true, boolean(&o.NoPivotRoot)
 	case "nonewkeyring":
@@ -223,3 +171,7 @@ func setRuncOption(o *options.Options, key string, v tomlValue) (bool, error) {
 	}
 	return false, nil
 }
+
+// optionName is key as setRuncOption matches it: case and underscores
+// ignored.
+func optionName(key string) string { return strings.ToLower(strings.ReplaceAll(key, "_", "")) }

@@ -55,7 +55,7 @@ func TestJoinCgroupAt(t *testing.T) {
 	}
 }
 
-func marshalAny(t *testing.T, m proto.Message) []byte {
+func marshalAny(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	a, err := typeurl.MarshalAnyToProto(m)
 	if err != nil {

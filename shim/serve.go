@@ -13,7 +13,6 @@ import (
 
 	"github.com/containerd/fifo"
 	"github.com/containerd/log"
-	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
@@ -55,7 +54,7 @@ func serve(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	server, err := ttrpc.NewServer()
+	server, err := newServer()
 	if err != nil {
 		return err
 	}
@@ -110,9 +109,11 @@ func tuneRuntime() {
 	debug.SetGCPercent(40)
 }
 
+// listener is the inherited socket (fd 3), or with -socket a new one at
+// path, owner-only like the socket `start` makes.
 func listener(path string) (net.Listener, error) {
 	if path != "" {
-		return net.Listen("unix", path)
+		return newSocket(path)
 	}
 	f := os.NewFile(3, "socket")
 	defer f.Close()

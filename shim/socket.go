@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/containerd/ttrpc"
 )
 
 // socketDir holds shim sockets, as for every containerd shim.
@@ -25,7 +27,17 @@ func socketAddress(containerdAddress, ns, group string) string {
 
 func socketPath(addr string) string { return strings.TrimPrefix(addr, "unix://") }
 
-// newSocket listens on addr, creating its directory.
+// newServer is the ttrpc server of the task API and of everything else the
+// shim serves on its socket (the monitor endpoint of `counters` and
+// `stacks`): it completes a connection only from a peer with the shim's
+// own effective uid and gid (SO_PEERCRED), as containerd's stock shims do,
+// so file modes are not the only guard.
+func newServer() (*ttrpc.Server, error) {
+	return ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()))
+}
+
+// newSocket listens on addr (unix://PATH or PATH): the socket owner-only
+// (0600), its directory created owner-only (0700) when missing.
 func newSocket(addr string) (*net.UnixListener, error) {
 	path := socketPath(addr)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

@@ -18,6 +18,9 @@ import (
 // MonitorService names the shim's own ttrpc endpoint that shows what it is
 // doing. Each method answers an Empty with a BytesValue: CountersMethod
 // holds Counters as JSON, StacksMethod every goroutine's stack as text.
+// RegisterTTRPC registers it beside the task API, on the same server and
+// socket and nowhere else, so it reaches exactly as far as the task API
+// does: the owner-only socket and the server's same-user handshake.
 const (
 	MonitorService = "containerd.watch.v1.Monitor"
 	CountersMethod = "Counters"

@@ -3,20 +3,24 @@
 package main
 
 // Built with -tags cpuprof, the shim profiles its CPU in 1-second windows
-// and writes /tmp/watch-cpu-PID-N.pprof after each one: a developer's tool
-// for finding what an exit costs. Merge windows with `go tool pprof`.
+// and writes cpu-N.pprof after each one to its private directory,
+// $TMPDIR/watch-prof-PID-RANDOM (profdir.go): a developer's tool for
+// finding what an exit costs. Merge windows with `go tool pprof`.
 
 import (
 	"fmt"
-	"os"
 	"runtime/pprof"
 	"time"
 )
 
 func init() {
 	go func() {
+		dir, err := profileDir()
+		if err != nil {
+			return
+		}
 		for n := 0; ; n++ {
-			f, err := os.Create(fmt.Sprintf("/tmp/watch-cpu-%d-%d.pprof", os.Getpid(), n))
+			f, err := createProfile(dir, fmt.Sprintf("cpu-%d.pprof", n))
 			if err != nil {
 				return
 			}

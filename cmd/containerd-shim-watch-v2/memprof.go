@@ -2,14 +2,13 @@
 
 package main
 
-// Built with -tags memprof, the shim records every allocation and writes a
-// heap profile to /tmp/watch-heap-PID.pprof and its goroutines to
-// /tmp/watch-goroutines-PID.txt every 5 seconds: a developer's
-// tool for finding what the per-pod memory is made of.
+// Built with -tags memprof, the shim records every allocation and every 5
+// seconds replaces heap.pprof (a heap profile) and goroutines.txt in its
+// private directory, $TMPDIR/watch-prof-PID-RANDOM (profdir.go): a
+// developer's tool for finding what the per-pod memory is made of.
 
 import (
-	"fmt"
-	"os"
+	"io"
 	"runtime"
 	"runtime/pprof"
 	"time"
@@ -18,18 +17,18 @@ import (
 func init() {
 	runtime.MemProfileRate = 1
 	go func() {
+		dir, err := profileDir()
+		if err != nil {
+			return
+		}
 		for range time.Tick(5 * time.Second) {
 			runtime.GC()
-			f, err := os.Create(fmt.Sprintf("/tmp/watch-heap-%d.pprof", os.Getpid()))
-			if err != nil {
-				continue
-			}
-			_ = pprof.Lookup("heap").WriteTo(f, 0)
-			f.Close()
-			if f, err = os.Create(fmt.Sprintf("/tmp/watch-goroutines-%d.txt", os.Getpid())); err == nil {
-				_ = pprof.Lookup("goroutine").WriteTo(f, 1)
-				f.Close()
-			}
+			_ = replaceProfile(dir, "heap.pprof", func(w io.Writer) error {
+				return pprof.Lookup("heap").WriteTo(w, 0)
+			})
+			_ = replaceProfile(dir, "goroutines.txt", func(w io.Writer) error {
+				return pprof.Lookup("goroutine").WriteTo(w, 1)
+			})
 		}
 	}()
 }
