@@ -141,7 +141,7 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 	}
 	p.mp.Watch(l.tok, l.pid, l.pidfd)
 	if err := io.attach(ctx, c.loggerEnv()); err != nil {
-		_ = c.runc.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true})
+		c.forceDelete(ctx)
 		return err
 	}
 	io.closeAfterStart()

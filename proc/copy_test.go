@@ -418,7 +418,6 @@ func TestCopyCloseSourceWhileDestinationFull(t *testing.T) {
 	wantCopyError(t, copied, "after the source was closed and a new reader drained the fifo")
 }
 
-
 // wantCopyError waits for a copy that must end with an error.
 func wantCopyError(t *testing.T, copied <-chan error, after string) {
 	t.Helper()
