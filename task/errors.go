@@ -42,3 +42,24 @@ func validateBundle(bundle string) error {
 	}
 	return nil
 }
+
+// maxSignal is the highest signal number Linux has (SIGRTMAX).
+const maxSignal = 64
+
+// validateSignal refuses a number that is no signal. 0 is kill(2)'s
+// existence check and is allowed.
+func validateSignal(sig uint32) error {
+	if sig > maxSignal {
+		return fmt.Errorf("signal %d: not a signal (0-%d): %w", sig, maxSignal, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// validateWinSize refuses a terminal size that does not fit the kernel's
+// 16-bit winsize fields (it would be truncated, not refused, further down).
+func validateWinSize(w, h uint32) error {
+	if w > 0xffff || h > 0xffff {
+		return fmt.Errorf("terminal size %dx%d: larger than 65535: %w", w, h, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}

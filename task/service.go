@@ -223,6 +223,9 @@ func (s *Service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 
 // Kill signals a process (with All, every process of the container).
 func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptyResponse, error) {
+	if err := validateSignal(r.Signal); err != nil {
+		return nil, toTTRPC(err)
+	}
 	c, _, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toTTRPC(err)
@@ -292,6 +295,9 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 
 // ResizePty resizes a process's terminal.
 func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptyResponse, error) {
+	if err := validateWinSize(r.Width, r.Height); err != nil {
+		return nil, toTTRPC(err)
+	}
 	_, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toTTRPC(err)

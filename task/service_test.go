@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -162,6 +163,22 @@ func TestBadIDIsInvalidArgument(t *testing.T) {
 	}
 	_, err := c.Exec(x, &taskAPI.ExecProcessRequest{ID: "c1", ExecID: "", Spec: &anypb.Any{Value: []byte("{}")}})
 	wantErr(t, "Exec without exec id", err, invalid)
+}
+
+// A signal number that is no signal and a terminal size that does not fit
+// 16 bits are refused before any process is looked at.
+func TestBadSignalAndSize(t *testing.T) {
+	svc, _, c := serve(t)
+	x := ctx(t)
+	addFake(svc, "c1")
+	for _, sig := range []uint32{65, 1000, 1 << 31} {
+		_, err := c.Kill(x, &taskAPI.KillRequest{ID: "c1", Signal: sig})
+		wantErr(t, fmt.Sprintf("Kill signal %d", sig), err, invalid)
+	}
+	for _, wh := range [][2]uint32{{65536, 24}, {80, 65536}, {1 << 31, 1 << 31}} {
+		_, err := c.ResizePty(x, &taskAPI.ResizePtyRequest{ID: "c1", Width: wh[0], Height: wh[1]})
+		wantErr(t, fmt.Sprintf("ResizePty %dx%d", wh[0], wh[1]), err, invalid)
+	}
 }
 
 func TestCreateBadBundle(t *testing.T) {
