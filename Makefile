@@ -31,7 +31,7 @@ e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSION
 	@[ "$$(id -u)" = 0 ] || { echo "e2e: needs root"; exit 1; }
 	go test -tags e2e -count=1 -timeout 40m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
 
-test: unit e2e ## Run unit and end-to-end tests
+test: unit fuzz e2e ## Run unit tests, each fuzz target briefly, then the end-to-end tests
 
 # Every Fuzz* target of the module (go test -list), each for FUZZTIME, one
 # after another: go test -fuzz takes one target per run. An input that
