@@ -60,7 +60,8 @@ bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BE
 demo: build ## As root: a pod on the stock runtime and one on watch, containers exiting while containerd restarts
 	@[ "$$(id -u)" = 0 ] || { echo "demo: needs root"; exit 1; }
 	scripts/install-deps.sh demo
-	go run -tags e2e ./tests/demo
+	go build -tags e2e -o $(BIN)/watch-demo ./tests/demo
+	$(BIN)/watch-demo
 
 install: build ## Install the shim into $(PREFIX)/bin and print the containerd config snippet
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-watch-v2

@@ -7,9 +7,9 @@
 // reports for each runtime, and the memory each pod's shim uses.
 //
 // Run it as root from the repository, after `make build` and
-// `scripts/install-deps.sh demo`:
+// `scripts/install-deps.sh demo` (`make demo` does all three):
 //
-//	go run -tags e2e ./tests/demo
+//	go run -tags e2e ./tests/demo [-containerd 2.4] [-down 5s]
 //
 // It uses the real-stack test harness (tests/harness): everything lives in
 // one temporary directory and everything it starts is removed when it
@@ -88,8 +88,12 @@ func (d *demo) run(version string, down time.Duration) {
 	fmt.Printf("done in %s\n", time.Since(d.start).Round(100*time.Millisecond))
 }
 
-// step prints "N. what ...", runs f and prints how long it took.
+// step prints "N. what ...", runs f and prints how long it took. After
+// Ctrl-C it starts nothing: the harness is removing everything and exits.
 func (d *demo) step(what string, f func()) {
+	if d.r.interrupted.Load() {
+		select {}
+	}
 	d.n++
 	fmt.Printf("\n%d. %s ...\n", d.n, what)
 	t0 := time.Now()

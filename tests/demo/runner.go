@@ -76,8 +76,13 @@ func (r *runner) runCleanups() {
 }
 
 // exit ends the demo after its cleanups: status 0, or 1 when it failed.
+// After Ctrl-C it leaves the exit to the harness's signal handler, whose
+// cleanup runCleanups has waited for (it exits 2).
 func (r *runner) exit() {
 	r.runCleanups()
+	if r.interrupted.Load() {
+		select {}
+	}
 	if r.Failed() {
 		os.Exit(1)
 	}
