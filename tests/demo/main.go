@@ -83,7 +83,7 @@ func (d *demo) run(version string, down time.Duration) {
 		}
 	})
 	d.step("What CRI reports now (crictl inspect)", d.printExits)
-	d.step("Memory per pod: PSS of the pod's shim, from /proc/PID/smaps_rollup", d.printMemory)
+	d.step("Memory per pod: the pod's shim process, from /proc/PID/smaps_rollup", d.printMemory)
 	d.step("Cleaning up: pods, containerd, shims and "+d.c.Dir, d.r.runCleanups)
 	fmt.Printf("done in %s\n", time.Since(d.start).Round(100*time.Millisecond))
 }
