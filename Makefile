@@ -55,8 +55,13 @@ bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BE
 	@[ "$$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
 	cd tests/bench && WATCH_REPO_ROOT=$(CURDIR) go test -tags 'bench e2e' -count=1 -timeout 90m -v -run '^TestBench$$' .
 
-demo: deps build ## Run a pod and a ctr container on the watch shim and print their events
-	scripts/demo.sh
+# The demo builds only what it needs (containerd 2.4 and its stock shim,
+# runc, crictl, the two images), not deps' full set.
+demo: build ## As root: a pod on the stock runtime and one on watch, containers exiting while containerd restarts
+	@[ "$$(id -u)" = 0 ] || { echo "demo: needs root"; exit 1; }
+	scripts/install-deps.sh demo
+	go build -tags e2e -o $(BIN)/watch-demo ./tests/demo
+	$(BIN)/watch-demo
 
 install: build ## Install the shim into $(PREFIX)/bin and print the containerd config snippet
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-watch-v2

@@ -83,14 +83,32 @@ build_images() {
 		go run ./tests/images -out "$BIN/images" -busybox /bin/busybox -pause "$BIN/images/pause")
 }
 
+# build_demo_tools builds only what `make demo` needs: containerd 2.4 and
+# its stock shim, runc and crictl. The commands are build_tools' own, so
+# the two share stamps and outputs.
+build_demo_tools() {
+	build_containerd 2.4
+	build runc runc runc env CGO_ENABLED=1 go build -tags seccomp -o "$BIN/runc" github.com/opencontainers/runc
+	build critools crictl crictl go build -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+}
+
+# main [demo]: everything the tests need, or with "demo" only what the demo needs.
 main() {
+	case "${1:-}" in
+	"" | demo) ;;
+	*) echo "usage: $0 [demo]" >&2; exit 2 ;;
+	esac
 	if [ "$(id -u)" = 0 ]; then
 		install_packages
 	else
 		log "not root: skipping apt packages"
 	fi
 	mkdir -p "$BIN"
-	build_tools
+	if [ "${1:-}" = demo ]; then
+		build_demo_tools
+	else
+		build_tools
+	fi
 	build_images
 }
 

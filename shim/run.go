@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,9 +28,21 @@ type flags struct {
 	action                                 string
 }
 
-func parseFlags(args []string) (flags, error) {
-	var f flags
-	fs := flag.NewFlagSet(filepath.Base(args[0]), flag.ContinueOnError)
+// BinaryName is the name containerd finds the binary by, from the runtime
+// type io.containerd.watch.v2.
+const BinaryName = "containerd-shim-watch-v2"
+
+// usageError is a command line containerd never writes (an unknown flag or
+// action, a missing -namespace): Run answers it with the usage and exit
+// status 2.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// newFlagSet defines the flags containerd passes, parsed into f.
+func newFlagSet(f *flags) *flag.FlagSet {
+	fs := flag.NewFlagSet(BinaryName, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // Run prints errors and usage itself
 	fs.StringVar(&f.namespace, "namespace", "", "namespace of the task")
 	fs.StringVar(&f.id, "id", "", "id of the task")
 	fs.StringVar(&f.address, "address", "", "containerd's gRPC address")
@@ -39,22 +52,67 @@ func parseFlags(args []string) (flags, error) {
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.BoolVar(&f.version, "v", false, "print the version")
 	fs.BoolVar(&f.info, "info", false, "print runtime info (a RuntimeInfo protobuf) for containerd")
+	return fs
+}
+
+// PrintFlags writes the flags containerd passes, one with its meaning per
+// entry, for the binary's usage.
+func PrintFlags(w io.Writer) {
+	fs := newFlagSet(&flags{})
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// parseFlags parses a command line as containerd writes it: flags, then at
+// most one action. It returns flag.ErrHelp for -h/-help, and a usageError for
+// anything containerd would never pass.
+func parseFlags(args []string) (flags, error) {
+	var f flags
+	fs := newFlagSet(&f)
 	if err := fs.Parse(args[1:]); err != nil {
-		return f, err
+		if errors.Is(err, flag.ErrHelp) {
+			return f, err
+		}
+		return f, usageError(err.Error())
+	}
+	if fs.NArg() > 1 {
+		return f, usageError(fmt.Sprintf("one action expected, got %q", fs.Args()))
 	}
 	f.action = fs.Arg(0)
 	if f.bundle == "" {
 		f.bundle, _ = os.Getwd()
 	}
-	return f, nil
+	return f, f.check()
+}
+
+// check refuses what containerd never asks: an action other than start or
+// delete, or an action (or serving) without a namespace.
+func (f flags) check() error {
+	switch {
+	case f.version || f.info:
+		return nil
+	case f.action != "" && f.action != "start" && f.action != "delete":
+		return usageError(fmt.Sprintf("unknown command %q", f.action))
+	case f.namespace == "":
+		return usageError("-namespace is required")
+	}
+	return nil
 }
 
 // Run runs the binary for one of containerd's invocations: `start` (find or
 // spawn the pod's server and print its address), `delete` (clean up after a
-// server that died), `-info`, `-v`, or no action: serve.
-func Run(version, revision string) int {
+// server that died), `-info`, `-v`, or no action: serve. usage writes the
+// whole binary's usage: Run prints it for -h (exit 0) and after a command
+// line containerd would never write (exit 2).
+func Run(version, revision string, usage func(io.Writer)) int {
 	f, err := parseFlags(os.Args)
-	if err != nil {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(os.Stdout)
+		return 0
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "%s: %s\n\n", BinaryName, err)
+		usage(os.Stderr)
 		return 2
 	}
 	m := &Manager{Version: version, Revision: revision}

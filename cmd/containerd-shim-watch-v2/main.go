@@ -1,10 +1,13 @@
 // Command containerd-shim-watch-v2 is the containerd shim v2 runtime
 // io.containerd.watch.v2: one shim per pod, runc underneath, and an exit
 // monitor that never loses, reorders or misreports an exit.
+//
+// containerd runs it with flags and an action (start, delete), or -info or
+// -v; people run its commands (counters, stacks, help), which come first on
+// the command line, where containerd always writes a flag.
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/watchshim/containerd-shim-watch-v2/shim"
@@ -18,13 +21,14 @@ var (
 )
 
 func main() {
-	if len(os.Args) == 3 && (os.Args[1] == "counters" || os.Args[1] == "stacks") {
-		if err := inspect(os.Args[1], os.Args[2]); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		if os.Args[1] == "help" {
+			os.Exit(help(os.Args[2:]))
 		}
-		return
+		if c := lookup(os.Args[1]); c != nil {
+			os.Exit(c.main(os.Args[2:]))
+		}
 	}
 	task.Version = version
-	os.Exit(shim.Run(version, revision))
+	os.Exit(shim.Run(version, revision, usage))
 }

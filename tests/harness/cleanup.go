@@ -27,14 +27,18 @@ func (c *Containerd) cleanupForTest() {
 
 // Cleanup removes all pods, containers and tasks, stops containerd, kills
 // leftover shims and containers, unmounts everything under Dir and removes
-// it. It returns what could not be cleaned; calling it again is a no-op.
+// it. It returns what could not be cleaned. A second call returns nil once
+// the first has finished: a test failing because Ctrl-C killed its crictl
+// must not exit while the signal handler's cleanup is still under way.
 func (c *Containerd) Cleanup() []string {
+	var problems []string
+	c.cleanOnce.Do(func() { problems = c.cleanup() })
+	return problems
+}
+
+func (c *Containerd) cleanup() []string {
 	c.mu.Lock()
-	if c.cleaned {
-		c.mu.Unlock()
-		return nil
-	}
-	c.cleaned = true
+	c.cleaned = true // StartAgain refuses from now on
 	c.mu.Unlock()
 	defer unregister(c)
 	if c.Running() {

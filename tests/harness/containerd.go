@@ -47,6 +47,9 @@ type Containerd struct {
 	exited  chan struct{}
 	logFile *os.File
 	cleaned bool
+
+	// cleanOnce runs Cleanup's work once; concurrent calls wait for it.
+	cleanOnce sync.Once
 }
 
 // socketName is the name of containerd's gRPC socket in the instance dir.
@@ -113,6 +116,9 @@ func (c *Containerd) StartAgain() error {
 	defer c.mu.Unlock()
 	if c.cmd != nil {
 		return fmt.Errorf("containerd already running")
+	}
+	if c.cleaned {
+		return fmt.Errorf("containerd cleaned up")
 	}
 	logFile, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
