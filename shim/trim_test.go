@@ -18,19 +18,32 @@ func TestTrimThreads(t *testing.T) {
 	if before == 0 {
 		t.Skip("no /proc/self/status")
 	}
+	// Each goroutine blocks its thread in read(2) on a blocking pipe until
+	// the write end closes, so they overlap however loaded the machine is
+	// (sleeps of a fixed length did not always, and the test then failed).
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
 	var wg sync.WaitGroup
 	for i := 0; i < 12; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ts := unix.NsecToTimespec(int64(200 * time.Millisecond))
-			_ = unix.Nanosleep(&ts, nil) // blocks its thread
+			var b [1]byte
+			_, _ = unix.Read(fds[0], b[:]) // blocks its thread until EOF
 		}()
 	}
+	grown := before
+	for deadline := time.Now().Add(20 * time.Second); grown < before+8 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		grown = threadCount()
+	}
+	unix.Close(fds[1])
 	wg.Wait()
-	grown := threadCount()
 	if grown < before+8 {
-		t.Fatalf("threads: %d before, %d after 12 blocking sleeps; the test did not grow them", before, grown)
+		t.Fatalf("threads: %d before, %d with 12 goroutines blocked in read; the test did not grow them", before, grown)
 	}
 	trimThreads(restThreads)
 	// The main thread may have been parked rather than ended.
