@@ -228,7 +228,8 @@ func checkCase(t *testing.T, c *harness.Containerd, rt runtime, mc *mCase, r res
 	t.Helper()
 	st, after, ok := waitExitedBy(c, mc.id, r.back.Add(mExitBound))
 	if !ok {
-		report(t, rt, "container %s still %s %s after containerd returned (blocked)", mc.name, st.State, time.Since(r.back).Round(time.Second))
+		report(t, rt, "container %s still %s %s after containerd returned (blocked); lines in its CRI log at stop %d, at restart %d, now %d",
+			mc.name, st.State, time.Since(r.back).Round(time.Second), mc.atStop, mc.atRestart, countStdout(mc.logPath))
 		return
 	}
 	lines, err := harness.ReadCRILog(mc.logPath)
@@ -533,7 +534,7 @@ func splitLines(s string) []string {
 func checkShimResources(t *testing.T, c *harness.Containerd, rt runtime, cases []*mCase, shims []int, before resources, fdsBefore map[string]int) {
 	t.Helper()
 	for _, mc := range cases {
-		mustCrictl(t, c, "rm", mc.id)
+		mustCrictl(t, c, "rm", "-f", mc.id) // -f: a blocked container is still running
 	}
 	after := settle(t, shims, before)
 	t.Logf("%s: shim resources before %+v, after the containers were removed %+v", rt.Handler, before, after)
