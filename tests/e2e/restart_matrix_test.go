@@ -24,20 +24,23 @@ import (
 //
 // What is checked, per case:
 //   - plain, tty, stdin: the container writes mLines numbered lines of
-//     mLineLen bytes, paced, so that it fills its pipes and blocks while
-//     containerd is away; its CRI log must then hold every line 0..mLines-1
-//     once and in order, CRI must report its true exit code, and it must
-//     finish within mExitBound of containerd's return (not left blocked).
+//     about mLineLen bytes, paced, so that it fills its pipes and blocks
+//     while containerd is away and writes on after it returned; its CRI log
+//     must then hold every line 0..mLines-1 once and in order (a terminal's
+//     \r dropped), CRI must report its true exit code, and it must finish
+//     within mExitBound of containerd's return (not left blocked).
 //   - stdin: what becomes of its stdin across the restart (a background cat
-//     reports EOF on stderr) is logged, not asserted: both shims close the
-//     container's stdin when containerd's writer goes away.
+//     reports EOF on stderr) is logged, not asserted. The stock shim holds
+//     a write side of the stdin fifo itself (for CloseIO), so its container
+//     keeps stdin across the restart.
 //   - exec: the container logs numbered lines like plain. An exec started
 //     through CRI before the restart (its crictl stream dies with
-//     containerd) keeps running, writes numbered lines to a file inside the
-//     container, and is released after the restart: its TaskExit must carry
-//     its true status and its file every line. Execs started after the
-//     restart (streaming and ExecSync) must return their whole output and
-//     exit codes.
+//     containerd, and CRI never reads its output again) keeps running,
+//     writes numbered lines to a file inside the container and a line to
+//     its stdout every 100, and is released after the restart: its TaskExit
+//     must carry its true status and its file every line. Execs started
+//     after the restart (streaming, and ExecSync) must return their whole
+//     output and exit codes.
 //   - watch only: after every container exited and was removed, the shim's
 //     fds and goroutines are back at the baseline taken before, and no
 //     goroutine is left in the stdio copy.
