@@ -141,3 +141,22 @@ func nonNil(m map[string]string) map[string]string {
 	}
 	return m
 }
+
+// CreateContainerFromConfig creates a container in pod podID (started from
+// p) from a whole CRI container config, such as ContainerConfig's with
+// fields added ("tty", "stdin"), and returns its ID.
+func (c *Containerd) CreateContainerFromConfig(podID string, p Pod, cfg map[string]any) (string, error) {
+	podPath, err := c.WriteJSON("pod-"+p.Name, c.PodConfig(p))
+	if err != nil {
+		return "", err
+	}
+	ctPath, err := c.WriteJSON("ctr", cfg)
+	if err != nil {
+		return "", err
+	}
+	out, err := c.Crictl("create", podID, ctPath, podPath)
+	if err != nil {
+		return "", fmt.Errorf("create container: %w", err)
+	}
+	return strings.TrimSpace(out), nil
+}

@@ -66,3 +66,12 @@ func CgroupV1Path(pid int, controller string) (string, error) {
 	}
 	return "", fmt.Errorf("pid %d: no cgroup v1 %s controller", pid, controller)
 }
+
+// CrictlCommand returns an unstarted crictl command against this
+// containerd, for callers that run it in the background or need its
+// stdin.
+func (c *Containerd) CrictlCommand(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, c.bins.crictl, c.crictlArgs(args...)...)
+	cmd.Env = c.env()
+	return cmd
+}
