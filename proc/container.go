@@ -276,6 +276,7 @@ func (c *Container) Delete(ctx context.Context, execID string) (exitmon.Status, 
 	if p.io != nil {
 		p.io.Close(ctx)
 	}
+	c.closeExecIO(ctx)
 	c.unmountRootfs(ctx)
 	c.task.Delete(TopicDelete, &events.TaskDelete{
 		ContainerID: c.ID, Pid: uint32(st.Pid), ExitStatus: uint32(st.Code), ExitedAt: timestamppb.New(st.ExitedAt),
@@ -405,4 +406,28 @@ func (c *Container) runcError(err error) error {
 
 func isNotExist(err error) bool {
 	return errors.Is(err, os.ErrNotExist) || errdefs.IsNotFound(err)
+}
+
+// closeExecIO releases the stdio and pidfds of the execs nobody deleted
+// (CRI forgets the execs it started before a containerd restart). Their
+// drains run side by side: each may wait for its reader up to drainTimeout.
+func (c *Container) closeExecIO(ctx context.Context) {
+	c.mu.Lock()
+	left := make([]*Process, 0, len(c.execs))
+	for _, p := range c.execs {
+		left = append(left, p)
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range left {
+		p.closePidfd()
+		p.mu.Lock()
+		io := p.io
+		p.mu.Unlock()
+		if io != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); io.Close(ctx) }()
+		}
+	}
+	wg.Wait()
 }

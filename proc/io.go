@@ -35,14 +35,17 @@ const drainTimeout = 3 * time.Second
 // pio is the shim's side of a process's stdio. For a terminal the streams
 // are copied through the console master; otherwise through pipes.
 type pio struct {
-	stdio   Stdio
-	runcIO  runc.IO
-	sock    *runc.Socket
-	con     console.Console
-	mu      sync.Mutex
-	stdin   io.WriteCloser
-	closers []io.Closer
-	copies  sync.WaitGroup
+	stdio  Stdio
+	runcIO runc.IO
+	sock   *runc.Socket
+	con    console.Console
+	mu     sync.Mutex
+	stdin  io.WriteCloser
+	// stdinHold is the shim's own write side of the stdin fifo.
+	stdinHold io.Closer
+	closers   []io.Closer
+	outputs   []io.Closer
+	copies    sync.WaitGroup
 	// stop is closed by Close once the drain wait is over: an output copy
 	// still lingering for its reader gives up then.
 	stop     chan struct{}
@@ -129,9 +132,16 @@ func (p *pio) attachStdin(ctx context.Context, dst io.WriteCloser) error {
 	if err != nil {
 		return fmt.Errorf("open stdin %s: %w", p.stdio.Stdin, err)
 	}
+	// Like the stock shim, hold a write side: the process sees EOF on
+	// CloseIO, not when containerd (the fifo's writer) goes away.
+	hold, err := fifo.OpenFifo(context.WithoutCancel(ctx), p.stdio.Stdin, syscall.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open stdin %s: %w", p.stdio.Stdin, err)
+	}
 	p.mu.Lock()
-	p.stdin = dst
-	p.closers = append(p.closers, f)
+	p.stdin, p.stdinHold = dst, hold
+	p.closers = append(p.closers, f, hold)
 	p.mu.Unlock()
 	go func() {
 		_, _ = copyStream(dst, f)
@@ -173,6 +183,9 @@ func isBinaryURI(uri string) bool {
 // stream.
 func (p *pio) copy(w io.WriteCloser, r io.Reader) {
 	p.copies.Add(1)
+	p.mu.Lock()
+	p.outputs = append(p.outputs, w)
+	p.mu.Unlock()
 	go func() {
 		defer p.copies.Done()
 		_, _ = copyStream(w, r)
@@ -298,6 +311,10 @@ func (p *pio) startLogger(u *url.URL, env []string) error {
 func (p *pio) CloseStdin() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stdinHold != nil {
+		p.stdinHold.Close()
+		p.stdinHold = nil
+	}
 	if p.stdin != nil && p.con == nil {
 		p.stdin.Close()
 		p.stdin = nil
@@ -343,6 +360,11 @@ func (p *pio) Close(ctx context.Context) {
 		log.G(ctx).Warn("stdio still open after process exit; closing")
 	}
 	p.stopOnce.Do(func() { close(p.stop) })
+	p.mu.Lock()
+	for _, w := range p.outputs {
+		w.Close() // frees a copy waiting for a reader that is not coming back
+	}
+	p.mu.Unlock()
 	if p.runcIO != nil {
 		p.runcIO.Close()
 	}

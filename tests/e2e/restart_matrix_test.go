@@ -29,10 +29,10 @@ import (
 //     must then hold every line 0..mLines-1 once and in order (a terminal's
 //     \r dropped), CRI must report its true exit code, and it must finish
 //     within mExitBound of containerd's return (not left blocked).
-//   - stdin: what becomes of its stdin across the restart (a background cat
-//     reports EOF on stderr) is logged, not asserted. The stock shim holds
-//     a write side of the stdin fifo itself (for CloseIO), so its container
-//     keeps stdin across the restart.
+//   - stdin: its stdin stays open across the restart (a background cat
+//     would report EOF on stderr): both shims hold a write side of the
+//     stdin fifo themselves, so the container's stdin ends with CloseIO,
+//     not with containerd's absence.
 //   - exec: the container logs numbered lines like plain. An exec started
 //     through CRI before the restart (its crictl stream dies with
 //     containerd, and CRI never reads its output again) keeps running,
@@ -338,15 +338,16 @@ func abbreviate(s string) string {
 	return s
 }
 
-// logStdin logs when the stdin container saw EOF on its stdin, against
-// the machine's uptime when containerd was told to stop and when it was
-// back.
+// logStdin checks that the stdin container's stdin stayed open across
+// the restart (EOF comes with CloseIO, not with containerd's absence); if
+// it saw EOF, when, against the machine's uptime when containerd was told
+// to stop and when it was back.
 func logStdin(t *testing.T, rt runtime, lines []harness.LogLine, r restart) {
 	for _, l := range lines {
 		if v, ok := strings.CutPrefix(l.Text, "stdin-eof "); ok && l.Stream == "stderr" {
 			at, _ := strconv.ParseFloat(v, 64)
-			t.Logf("%s: stdin: the container saw EOF on stdin %.2fs after containerd was told to stop (it was back after %.2fs)",
-				rt.Handler, at-r.stopUptime, r.backUptime-r.stopUptime)
+			report(t, rt, "container stdin: saw EOF on stdin %.2fs after containerd was told to stop (it was back after %.2fs); stdin must outlive containerd's absence",
+				at-r.stopUptime, r.backUptime-r.stopUptime)
 			return
 		}
 	}
