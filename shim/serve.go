@@ -39,10 +39,7 @@ func serve(ctx context.Context, f flags) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become subreaper: %w", err)
 	}
-	// containerd reads the shim's log from the "log" fifo in the bundle.
-	if logFifo, err := fifo.OpenFifoDup2(ctx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd())); err == nil {
-		log.L.Logger.SetOutput(logFifo)
-	}
+	openLog(ctx)
 	_ = log.SetFormat(log.TextFormat)
 	if f.debug {
 		_ = log.SetLevel("debug")
@@ -70,6 +67,12 @@ func serve(ctx context.Context, f flags) error {
 
 	done := newShutdown()
 	svc := task.New(mon, f.namespace, done)
+	idle := watchIdle(svc, idleGrace, func() {
+		log.G(ctx).Info("no task served for the idle grace: shutting down")
+		done.Shutdown()
+	})
+	defer idle.Stop()
+	svc.NotifyIdle(idle.Arm)
 	if err := svc.RegisterTTRPC(server); err != nil {
 		return err
 	}
@@ -100,6 +103,21 @@ func serve(ctx context.Context, f flags) error {
 	defer scancel()
 	_ = server.Shutdown(sctx)
 	return pub.Close()
+}
+
+// logOpenTimeout bounds waiting for containerd to read the log fifo. A
+// start that containerd gave up on leaves a fifo nobody will read; the
+// server must still come up, so that it can see it serves nothing and exit.
+const logOpenTimeout = 5 * time.Second
+
+// openLog sends the log to the "log" fifo in the bundle, which containerd
+// reads, if containerd opens it in time.
+func openLog(ctx context.Context) {
+	octx, cancel := context.WithTimeout(ctx, logOpenTimeout)
+	defer cancel()
+	if logFifo, err := fifo.OpenFifoDup2(octx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd())); err == nil {
+		log.L.Logger.SetOutput(logFifo)
+	}
 }
 
 // tuneRuntime sizes the Go runtime for a process that mostly waits: one P

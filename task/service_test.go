@@ -253,7 +253,7 @@ func TestShutdown(t *testing.T) {
 	if n := sd.calls.Load(); n != 0 {
 		t.Fatalf("Shutdown during a Create shut the shim down (%d calls)", n)
 	}
-	svc.settle("c2", nil)
+	svc.settle(context.Background(), "c2", nil, nil)
 	if _, err := c.Shutdown(x, &taskAPI.ShutdownRequest{}); err != nil {
 		t.Fatal(err)
 	}
