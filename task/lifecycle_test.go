@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/watchshim/containerd-shim-watch-v2/proc"
 	taskAPI "github.com/watchshim/containerd-shim-watch-v2/task/api"
 )
 
@@ -70,5 +71,30 @@ func TestSettleAfterCallerGone(t *testing.T) {
 	}
 	if _, ok := svc.IdleSince(); !ok {
 		t.Fatal("not idle after the only Create ended")
+	}
+}
+
+// A Shutdown held by a Create in flight is forgotten once that Create
+// leaves a task: it does not shut the shim down when a later Create fails.
+func TestHeldShutdownForgottenWhenATaskIsLeft(t *testing.T) {
+	svc, sd, c := serve(t)
+	svc.mu.Lock()
+	svc.creating["c1"] = struct{}{}
+	svc.mu.Unlock()
+	if _, err := c.Shutdown(ctx(t), &taskAPI.ShutdownRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// The Create succeeds; later another one starts, the first task is
+	// deleted meanwhile, and the second Create fails.
+	if got, err := svc.settle(context.Background(), "c1", &proc.Container{ID: "c1"}, nil); got == nil || err != nil {
+		t.Fatalf("settle of a successful Create = %v, %v", got, err)
+	}
+	svc.mu.Lock()
+	svc.creating["c2"] = struct{}{}
+	delete(svc.containers, "c1")
+	svc.mu.Unlock()
+	svc.settle(context.Background(), "c2", nil, errors.New("failed"))
+	if n := sd.calls.Load(); n != 0 {
+		t.Fatalf("an old Shutdown, held by a Create that succeeded, shut the shim down later (%d calls)", n)
 	}
 }

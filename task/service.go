@@ -41,8 +41,11 @@ type Service struct {
 	// abandoned holds ids of Creates in flight whose task containerd
 	// has already deleted: it gave up on them.
 	abandoned map[string]struct{}
-	idleSince time.Time
-	onIdle    func()
+	// shutdownAsked: containerd's Shutdown came when only Creates in
+	// flight kept the shim; it is honoured if they leave no task.
+	shutdownAsked bool
+	idleSince     time.Time
+	onIdle        func()
 }
 
 // Shutdowner is told when the shim serves no task any more.
@@ -117,6 +120,7 @@ func (s *Service) settle(ctx context.Context, id string, c *proc.Container, err 
 	delete(s.abandoned, id)
 	if c != nil && !gaveUp && ctx.Err() == nil {
 		s.containers[id] = c
+		s.shutdownAsked = false
 		s.mu.Unlock()
 		return c, err
 	}
@@ -154,14 +158,20 @@ func (s *Service) abandon(id string) {
 }
 
 // checkIdle notes the moment the service is left with no task and no
-// Create in flight, and tells onIdle.
+// Create in flight, and tells onIdle; it shuts down at once if containerd
+// asked for that while the Creates were running.
 func (s *Service) checkIdle() {
 	s.mu.Lock()
 	idle := len(s.containers) == 0 && len(s.creating) == 0
+	asked := idle && s.shutdownAsked
 	if idle {
 		s.idleSince = time.Now()
 	}
 	s.mu.Unlock()
+	if asked {
+		log.L.Info("no task left after the Creates that held a Shutdown: shutting down")
+		s.sd.Shutdown()
+	}
 	if idle {
 		s.onIdle()
 	}
@@ -428,6 +438,9 @@ func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptyResponse, error) {
 	s.mu.Lock()
 	n := len(s.containers) + len(s.creating)
+	if len(s.containers) == 0 && len(s.creating) > 0 {
+		s.shutdownAsked = true
+	}
 	s.mu.Unlock()
 	if n > 0 {
 		return empty, nil

@@ -39,6 +39,7 @@ func TestLeakCancelledPodStarts(t *testing.T) {
 		leakRemovePods(t, c)
 		left := leakWaitClean(c, rt, leakSettle)
 		t.Logf("%s: %s after removing every pod", rt.Handler, left)
+		t.Logf("%s: containerd log: %s", rt.Handler, leakLogCounts(c))
 		if rt.Handler != "watch" {
 			return
 		}
@@ -216,4 +217,17 @@ func watchTasks(pid int) int {
 		return -1
 	}
 	return v.Tasks
+}
+
+// leakLogCounts counts the containerd log lines that tell how shims of
+// cancelled starts ended.
+func leakLogCounts(c *harness.Containerd) string {
+	data, _ := os.ReadFile(c.LogPath())
+	log := string(data)
+	var parts []string
+	for _, what := range []string{"shim killed after context", "failed to create shim task", "create abandoned",
+		"no task left: shutting down", "no task served for the idle grace", "shim disconnected"} {
+		parts = append(parts, fmt.Sprintf("%q %d", what, strings.Count(log, what)))
+	}
+	return strings.Join(parts, ", ")
 }
