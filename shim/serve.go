@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -39,6 +40,14 @@ func serve(ctx context.Context, f flags) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become subreaper: %w", err)
 	}
+	l, own, err := serverListener(f.socket)
+	if errors.Is(err, errServing) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer own.remove()
 	openLog(ctx)
 	_ = log.SetFormat(log.TextFormat)
 	if f.debug {
@@ -48,10 +57,6 @@ func serve(ctx context.Context, f flags) error {
 	// with SIGPIPE.
 	signal.Ignore(unix.SIGPIPE)
 
-	l, err := listener(f.socket)
-	if err != nil {
-		return err
-	}
 	server, err := ttrpc.NewServer()
 	if err != nil {
 		return err
@@ -98,7 +103,7 @@ func serve(ctx context.Context, f flags) error {
 	if err := mon.Drain(dctx); err != nil {
 		log.G(ctx).WithError(err).Warn("exiting with undelivered events")
 	}
-	removeOwnSocket(f.socket)
+	own.remove()
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	defer scancel()
 	_ = server.Shutdown(sctx)
@@ -128,23 +133,22 @@ func tuneRuntime() {
 	debug.SetGCPercent(40)
 }
 
-func listener(path string) (net.Listener, error) {
+// serverListener returns the socket to serve: path when given (-socket),
+// else the group's socket from `start`, which the server claims itself and
+// reports on on fd 3 (see claimSocket).
+func serverListener(path string) (net.Listener, ownSocket, error) {
 	if path != "" {
-		return net.Listen("unix", path)
+		l, err := net.Listen("unix", path)
+		return l, newOwnSocket(path), err
 	}
-	f := os.NewFile(3, "socket")
-	defer f.Close()
-	return net.FileListener(f)
-}
-
-func removeOwnSocket(path string) {
-	if path != "" {
-		_ = os.Remove(path)
-		return
+	addr := os.Getenv(socketEnv)
+	l, err := claimSocket(addr, os.NewFile(3, "report"))
+	if err != nil {
+		return nil, ownSocket{}, err
 	}
-	if addr := os.Getenv(socketEnv); addr != "" {
-		_ = removeSocket(addr)
-	}
+	// The server keeps the socket file until it removes it itself.
+	l.SetUnlinkOnClose(false)
+	return l, newOwnSocket(socketPath(addr)), nil
 }
 
 // shutdown is closed once, when the task service has no task left.
