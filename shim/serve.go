@@ -22,8 +22,8 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/task"
 )
 
-// socketEnv carries the server's own socket address from `start` to the
-// server, so it can remove the socket when it shuts down.
+// socketEnv carries the group's socket address from `start` to the
+// server, which claims it (see claimSocket) and removes it when it exits.
 const socketEnv = "WATCH_SHIM_SOCKET"
 
 // ttrpcAddressEnv is where containerd listens for events from shims.
@@ -33,8 +33,9 @@ const ttrpcAddressEnv = "TTRPC_ADDRESS"
 // events; containerd waits for Shutdown's connection to close.
 const drainTimeout = 4 * time.Second
 
-// serve is the server: one per pod, serving the task API on the socket
-// `start` created (inherited as fd 3) until containerd shuts it down.
+// serve is the server: one per pod, serving the task API on the group's
+// socket, which it claims itself, until containerd shuts it down or it
+// has served no task for idleGrace.
 func serve(ctx context.Context, f flags) error {
 	tuneRuntime()
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -135,7 +136,7 @@ func tuneRuntime() {
 
 // serverListener returns the socket to serve: path when given (-socket),
 // else the group's socket from `start`, which the server claims itself and
-// reports on on fd 3 (see claimSocket).
+// reports on fd 3 (see claimSocket).
 func serverListener(path string) (net.Listener, ownSocket, error) {
 	if path != "" {
 		l, err := net.Listen("unix", path)
