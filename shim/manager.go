@@ -6,9 +6,7 @@ package shim
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,56 +56,27 @@ func (m *Manager) Start(ctx context.Context, f flags) (string, error) {
 		return "", fmt.Errorf("shim group %q: %w", group, err)
 	}
 	addr := socketAddress(f.address, f.namespace, group)
-	sock, err := listen(addr)
-	if errors.Is(err, errServing) {
+	if canConnect(addr) {
 		return addr, nil
 	}
-	if err != nil {
-		return "", err
-	}
-	// The server keeps serving the socket after start exits: closing our
-	// copy must not unlink it.
-	sock.SetUnlinkOnClose(false)
-	defer sock.Close()
-	file, err := sock.File()
-	if err != nil {
-		return "", err
-	}
-	defer file.Close()
-	if err := m.spawn(ctx, f, addr, file); err != nil {
-		_ = removeSocket(addr)
+	if err := m.spawn(ctx, f, addr); err != nil {
 		return "", err
 	}
 	return addr, nil
 }
 
-var errServing = errors.New("a shim already serves this group")
-
-// listen creates the group's socket, or reports errServing when a live
-// shim already holds it. A stale socket is replaced.
-func listen(addr string) (*net.UnixListener, error) {
-	l, err := newSocket(addr)
-	if err == nil {
-		return l, nil
-	}
-	if !addrInUse(err) {
-		return nil, err
-	}
-	if canConnect(addr) {
-		return nil, errServing
-	}
-	if err := removeSocket(addr); err != nil {
-		return nil, err
-	}
-	return newSocket(addr)
-}
-
-// spawn re-executes this binary as the server on the socket f.
-func (m *Manager) spawn(ctx context.Context, f flags, addr string, sock *os.File) error {
+// spawn re-executes this binary as the server for addr and waits until it
+// listens there (or found another server listening).
+func (m *Manager) spawn(ctx context.Context, f flags, addr string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	report, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer report.Close()
 	args := []string{"-namespace", f.namespace, "-id", f.id, "-address", f.address}
 	if f.debug {
 		args = append(args, "-debug")
@@ -115,15 +84,22 @@ func (m *Manager) spawn(ctx context.Context, f flags, addr string, sock *os.File
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), socketEnv+"="+addr)
 	cmd.Dir = f.bundle
-	cmd.ExtraFiles = []*os.File{sock}
+	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
 		return fmt.Errorf("start shim server: %w", err)
 	}
 	applyShimCgroup(ctx, cmd.Process.Pid)
 	if err := adjustOOMScore(cmd.Process.Pid); err != nil {
 		// Without CAP_SYS_RESOURCE this fails; the shim still works.
 		log.G(ctx).WithError(err).Warn("adjust shim oom score")
+	}
+	if err := awaitClaim(report); err != nil {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		return err
 	}
 	return cmd.Process.Release()
 }

@@ -47,7 +47,7 @@ func newFlagSet(f *flags) *flag.FlagSet {
 	fs.StringVar(&f.id, "id", "", "id of the task")
 	fs.StringVar(&f.address, "address", "", "containerd's gRPC address")
 	fs.StringVar(&f.bundle, "bundle", "", "bundle path, if not the working directory")
-	fs.StringVar(&f.socket, "socket", "", "serve on this socket path instead of the inherited fd 3")
+	fs.StringVar(&f.socket, "socket", "", "serve on this socket path instead of claiming the one start chose")
 	fs.String("publish-binary", "", "ignored: events go to $TTRPC_ADDRESS")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.BoolVar(&f.version, "v", false, "print the version")

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,8 +21,8 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/task"
 )
 
-// socketEnv carries the server's own socket address from `start` to the
-// server, so it can remove the socket when it shuts down.
+// socketEnv carries the group's socket address from `start` to the
+// server, which claims it (see claimSocket) and removes it when it exits.
 const socketEnv = "WATCH_SHIM_SOCKET"
 
 // ttrpcAddressEnv is where containerd listens for events from shims.
@@ -31,17 +32,23 @@ const ttrpcAddressEnv = "TTRPC_ADDRESS"
 // events; containerd waits for Shutdown's connection to close.
 const drainTimeout = 4 * time.Second
 
-// serve is the server: one per pod, serving the task API on the socket
-// `start` created (inherited as fd 3) until containerd shuts it down.
+// serve is the server: one per pod, serving the task API on the group's
+// socket, which it claims itself, until containerd shuts it down or it
+// has served no task for idleGrace.
 func serve(ctx context.Context, f flags) error {
 	tuneRuntime()
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become subreaper: %w", err)
 	}
-	// containerd reads the shim's log from the "log" fifo in the bundle.
-	if logFifo, err := fifo.OpenFifoDup2(ctx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd())); err == nil {
-		log.L.Logger.SetOutput(logFifo)
+	l, own, err := serverListener(f.socket)
+	if errors.Is(err, errServing) {
+		return nil
 	}
+	if err != nil {
+		return err
+	}
+	defer own.remove()
+	openLog(ctx)
 	_ = log.SetFormat(log.TextFormat)
 	if f.debug {
 		_ = log.SetLevel("debug")
@@ -50,10 +57,6 @@ func serve(ctx context.Context, f flags) error {
 	// with SIGPIPE.
 	signal.Ignore(unix.SIGPIPE)
 
-	l, err := listener(f.socket)
-	if err != nil {
-		return err
-	}
 	server, err := newServer()
 	if err != nil {
 		return err
@@ -69,6 +72,12 @@ func serve(ctx context.Context, f flags) error {
 
 	done := newShutdown()
 	svc := task.New(mon, f.namespace, done)
+	idle := watchIdle(svc, idleGrace, func() {
+		log.G(ctx).Info("no task served for the idle grace: shutting down")
+		done.Shutdown()
+	})
+	defer idle.Stop()
+	svc.NotifyIdle(idle.Arm)
 	if err := svc.RegisterTTRPC(server); err != nil {
 		return err
 	}
@@ -94,11 +103,26 @@ func serve(ctx context.Context, f flags) error {
 	if err := mon.Drain(dctx); err != nil {
 		log.G(ctx).WithError(err).Warn("exiting with undelivered events")
 	}
-	removeOwnSocket(f.socket)
+	own.remove()
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	defer scancel()
 	_ = server.Shutdown(sctx)
 	return pub.Close()
+}
+
+// logOpenTimeout bounds waiting for containerd to read the log fifo. A
+// start that containerd gave up on leaves a fifo nobody will read; the
+// server must still come up, so that it can see it serves nothing and exit.
+const logOpenTimeout = 5 * time.Second
+
+// openLog sends the log to the "log" fifo in the bundle, which containerd
+// reads, if containerd opens it in time.
+func openLog(ctx context.Context) {
+	octx, cancel := context.WithTimeout(ctx, logOpenTimeout)
+	defer cancel()
+	if logFifo, err := fifo.OpenFifoDup2(octx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd())); err == nil {
+		log.L.Logger.SetOutput(logFifo)
+	}
 }
 
 // tuneRuntime sizes the Go runtime for a process that mostly waits: one P
@@ -109,25 +133,26 @@ func tuneRuntime() {
 	debug.SetGCPercent(40)
 }
 
-// listener is the inherited socket (fd 3), or with -socket a new one at
-// path, owner-only like the socket `start` makes.
-func listener(path string) (net.Listener, error) {
+// serverListener returns the socket to serve: path when given (-socket,
+// owner-only like the group's socket), else the group's socket from
+// `start`, which the server claims itself and reports on fd 3 (see
+// claimSocket).
+func serverListener(path string) (net.Listener, ownSocket, error) {
 	if path != "" {
-		return newSocket(path)
+		l, err := newSocket(path)
+		if err != nil {
+			return nil, ownSocket{}, err
+		}
+		return l, newOwnSocket(path), nil
 	}
-	f := os.NewFile(3, "socket")
-	defer f.Close()
-	return net.FileListener(f)
-}
-
-func removeOwnSocket(path string) {
-	if path != "" {
-		_ = os.Remove(path)
-		return
+	addr := os.Getenv(socketEnv)
+	l, err := claimSocket(addr, os.NewFile(3, "report"))
+	if err != nil {
+		return nil, ownSocket{}, err
 	}
-	if addr := os.Getenv(socketEnv); addr != "" {
-		_ = removeSocket(addr)
-	}
+	// The server keeps the socket file until it removes it itself.
+	l.SetUnlinkOnClose(false)
+	return l, newOwnSocket(socketPath(addr)), nil
 }
 
 // shutdown is closed once, when the task service has no task left.

@@ -25,7 +25,7 @@ import (
 func TestListenerSocketPath(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "sockets")
 	path := filepath.Join(dir, "shim.sock")
-	l, err := listener(path)
+	l, _, err := serverListener(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	apitypes "github.com/containerd/containerd/api/types/task"
@@ -37,6 +38,14 @@ type Service struct {
 	mu         sync.Mutex
 	containers map[string]*proc.Container
 	creating   map[string]struct{}
+	// abandoned holds ids of Creates in flight whose task containerd
+	// has already deleted: it gave up on them.
+	abandoned map[string]struct{}
+	// shutdownAsked: containerd's Shutdown came when only Creates in
+	// flight kept the shim; it is honoured if they leave no task.
+	shutdownAsked bool
+	idleSince     time.Time
+	onIdle        func()
 }
 
 // Shutdowner is told when the shim serves no task any more.
@@ -48,6 +57,9 @@ func New(mon *exitmon.Monitor, namespace string, sd Shutdowner) *Service {
 		mon: mon, namespace: namespace, sd: sd,
 		containers: map[string]*proc.Container{},
 		creating:   map[string]struct{}{},
+		abandoned:  map[string]struct{}{},
+		idleSince:  time.Now(),
+		onIdle:     func() {},
 	}
 }
 
@@ -97,13 +109,84 @@ func (s *Service) reserve(id string) error {
 	return nil
 }
 
-func (s *Service) settle(id string, c *proc.Container) {
+// settle ends the Create of id. A container containerd gave up on while
+// it was being created (its request was cancelled, or containerd deleted
+// the task meanwhile) is removed again and the Create fails: containerd
+// does not know it, so nobody would ever delete it.
+func (s *Service) settle(ctx context.Context, id string, c *proc.Container, err error) (*proc.Container, error) {
+	s.mu.Lock()
+	delete(s.creating, id)
+	_, gaveUp := s.abandoned[id]
+	delete(s.abandoned, id)
+	if c != nil && !gaveUp && ctx.Err() == nil {
+		s.containers[id] = c
+		s.shutdownAsked = false
+		s.mu.Unlock()
+		return c, err
+	}
+	s.mu.Unlock()
+	if c != nil {
+		s.discard(ctx, c)
+		err = fmt.Errorf("container %q: create abandoned by containerd: %w", id, errdefs.ErrAborted)
+	}
+	s.checkIdle()
+	return nil, err
+}
+
+// discard removes a container nobody asked for any more, as containerd's
+// Delete would have: its init is killed, runc's state and the rootfs are
+// removed and the task's TaskExit and TaskDelete follow its TaskCreate.
+func (s *Service) discard(ctx context.Context, c *proc.Container) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discardTimeout)
+	defer cancel()
+	if _, err := c.Delete(ctx, ""); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.ID).Warn("discard abandoned container")
+	}
+}
+
+// discardTimeout bounds removing a container containerd gave up on.
+const discardTimeout = 10 * time.Second
+
+// abandon records that containerd deleted id while its Create is in
+// flight: the Create's container is discarded when it is done.
+func (s *Service) abandon(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.creating, id)
-	if c != nil {
-		s.containers[id] = c
+	if _, ok := s.creating[id]; ok {
+		s.abandoned[id] = struct{}{}
 	}
+}
+
+// checkIdle notes the moment the service is left with no task and no
+// Create in flight, and tells onIdle; it shuts down at once if containerd
+// asked for that while the Creates were running.
+func (s *Service) checkIdle() {
+	s.mu.Lock()
+	idle := len(s.containers) == 0 && len(s.creating) == 0
+	asked := idle && s.shutdownAsked
+	if idle {
+		s.idleSince = time.Now()
+	}
+	s.mu.Unlock()
+	if asked {
+		log.L.Info("no task left after the Creates that held a Shutdown: shutting down")
+		s.sd.Shutdown()
+	}
+	if idle {
+		s.onIdle()
+	}
+}
+
+// NotifyIdle makes the service call f each time it is left with no task
+// and no Create in flight. Call it before serving.
+func (s *Service) NotifyIdle(f func()) { s.onIdle = f }
+
+// IdleSince reports whether the service serves no task and has no Create
+// in flight, and since when.
+func (s *Service) IdleSince() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.idleSince, len(s.containers) == 0 && len(s.creating) == 0
 }
 
 // Create creates a container with runc and returns its init pid.
@@ -132,7 +215,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (c *
 	if err := s.reserve(r.ID); err != nil {
 		return nil, err
 	}
-	defer func() { s.settle(r.ID, c) }()
+	defer func() { c, err = s.settle(ctx, r.ID, c, err) }()
 	return proc.Create(ctx, s.mon, proc.CreateConfig{
 		ID: r.ID, Namespace: s.namespace, Bundle: r.Bundle,
 		Rootfs:  mount.FromProto(r.Rootfs),
@@ -161,6 +244,9 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
 	c, _, err := s.process(r.ID, r.ExecID)
 	if err != nil {
+		if r.ExecID == "" && errdefs.IsNotFound(err) {
+			s.abandon(r.ID)
+		}
 		return nil, toTTRPC(err)
 	}
 	st, err := c.Delete(ctx, r.ExecID)
@@ -171,6 +257,7 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		s.mu.Lock()
 		delete(s.containers, r.ID)
 		s.mu.Unlock()
+		s.checkIdle()
 	}
 	return &taskAPI.DeleteResponse{
 		Pid: uint32(st.Pid), ExitStatus: uint32(st.Code), ExitedAt: timestamppb.New(st.ExitedAt),
@@ -357,6 +444,9 @@ func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptyResponse, error) {
 	s.mu.Lock()
 	n := len(s.containers) + len(s.creating)
+	if len(s.containers) == 0 && len(s.creating) > 0 {
+		s.shutdownAsked = true
+	}
 	s.mu.Unlock()
 	if n > 0 {
 		return empty, nil

@@ -270,12 +270,16 @@ func TestShutdown(t *testing.T) {
 	if n := sd.calls.Load(); n != 0 {
 		t.Fatalf("Shutdown during a Create shut the shim down (%d calls)", n)
 	}
-	svc.settle("c2", nil)
+	// The Create fails: the Shutdown it held is honoured.
+	svc.settle(context.Background(), "c2", nil, nil)
+	if n := sd.calls.Load(); n != 1 {
+		t.Fatalf("a held Shutdown after the Create failed: %d shutdown calls, want 1", n)
+	}
 	if _, err := c.Shutdown(x, &taskAPI.ShutdownRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if n := sd.calls.Load(); n != 1 {
-		t.Fatalf("Shutdown with no task: %d shutdown calls, want 1", n)
+	if n := sd.calls.Load(); n != 2 {
+		t.Fatalf("Shutdown with no task: %d shutdown calls, want 2", n)
 	}
 }
 
