@@ -73,8 +73,9 @@ func serve(ctx context.Context, f flags) error {
 	done := newShutdown()
 	svc := task.New(mon, f.namespace, done)
 	idle := watchIdle(svc, idleGrace, func() {
-		log.G(ctx).Info("no task served for the idle grace: shutting down")
-		done.Shutdown()
+		if svc.ShutdownIfIdle() {
+			log.G(ctx).Info("no task served for the idle grace: shutting down")
+		}
 	})
 	defer idle.Stop()
 	svc.NotifyIdle(idle.Arm)

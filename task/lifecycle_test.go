@@ -98,3 +98,42 @@ func TestHeldShutdownForgottenWhenATaskIsLeft(t *testing.T) {
 		t.Fatalf("an old Shutdown, held by a Create that succeeded, shut the shim down later (%d calls)", n)
 	}
 }
+
+// Once the shim decided to exit (Shutdown with nothing served), a Create
+// or an Exec that arrives while it drains is refused with Unavailable and
+// nothing is reserved: it would be lost with the process.
+func TestCreateWhileClosingRefused(t *testing.T) {
+	svc, sd, c := serve(t)
+	if _, err := c.Shutdown(ctx(t), &taskAPI.ShutdownRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if sd.calls.Load() != 1 {
+		t.Fatalf("Shutdown with no task: %d shutdowns, want 1", sd.calls.Load())
+	}
+	_, err := c.Create(ctx(t), &taskAPI.CreateTaskRequest{ID: "late", Bundle: t.TempDir()})
+	wantErr(t, "Create while closing", err, unavailable)
+	_, err = c.Exec(ctx(t), &taskAPI.ExecProcessRequest{ID: "late", ExecID: "e1"})
+	wantErr(t, "Exec while closing", err, unavailable)
+	svc.mu.Lock()
+	reserved := len(svc.creating) + len(svc.containers)
+	svc.mu.Unlock()
+	if reserved != 0 {
+		t.Fatalf("%d tasks reserved or created after the refusals", reserved)
+	}
+	if svc.ShutdownIfIdle(); sd.calls.Load() != 2 {
+		t.Fatalf("ShutdownIfIdle when idle: %d shutdowns, want 2", sd.calls.Load())
+	}
+}
+
+// The idle watch's shutdown and a Create racing it: either the Create is
+// reserved first (and the shim stays) or it is refused; never both
+// accepted and shut down.
+func TestShutdownIfIdleRacesCreate(t *testing.T) {
+	svc, sd, _ := serve(t)
+	if err := svc.reserve("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if svc.ShutdownIfIdle() || sd.calls.Load() != 0 {
+		t.Fatal("shut down with a Create in flight")
+	}
+}

@@ -44,7 +44,11 @@ type Service struct {
 	// shutdownAsked: containerd's Shutdown came when only Creates in
 	// flight kept the shim; it is honoured if they leave no task.
 	shutdownAsked bool
-	idleSince     time.Time
+	// closing: the shim decided to exit (nothing served, nothing being
+	// created); every Create or Exec from then on is refused, never
+	// accepted and lost with the process.
+	closing   bool
+	idleSince time.Time
 	onIdle        func()
 }
 
@@ -99,6 +103,9 @@ func (s *Service) process(id, execID string) (*proc.Container, *proc.Process, er
 func (s *Service) reserve(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closing {
+		return errClosing
+	}
 	if _, ok := s.containers[id]; ok {
 		return fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
 	}
@@ -157,13 +164,40 @@ func (s *Service) abandon(id string) {
 	}
 }
 
+// errClosing refuses work that arrives once the shim is shutting down.
+var errClosing = fmt.Errorf("shim is shutting down: %w", errdefs.ErrUnavailable)
+
+// closeIfIdleLocked decides, under s.mu, that the shim exits if it serves
+// no task and no Create is in flight; from then on Create and Exec are
+// refused. It reports whether it closed the service.
+func (s *Service) closeIfIdleLocked() bool {
+	if len(s.containers) > 0 || len(s.creating) > 0 {
+		return false
+	}
+	s.closing = true
+	return true
+}
+
+// ShutdownIfIdle shuts the shim down if it serves no task and has no
+// Create in flight, atomically with refusing any later Create; it reports
+// whether it did. The idle watch calls it.
+func (s *Service) ShutdownIfIdle() bool {
+	s.mu.Lock()
+	closed := s.closeIfIdleLocked()
+	s.mu.Unlock()
+	if closed {
+		s.sd.Shutdown()
+	}
+	return closed
+}
+
 // checkIdle notes the moment the service is left with no task and no
 // Create in flight, and tells onIdle; it shuts down at once if containerd
 // asked for that while the Creates were running.
 func (s *Service) checkIdle() {
 	s.mu.Lock()
 	idle := len(s.containers) == 0 && len(s.creating) == 0
-	asked := idle && s.shutdownAsked
+	asked := idle && s.shutdownAsked && s.closeIfIdleLocked()
 	if idle {
 		s.idleSince = time.Now()
 	}
@@ -268,6 +302,12 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptyResponse, error) {
 	if err := validateID("exec", r.ExecID); err != nil {
 		return nil, toTTRPC(err)
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return nil, toTTRPC(errClosing)
 	}
 	c, err := s.get(r.ID)
 	if err != nil {
@@ -443,12 +483,12 @@ func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 // Shutdown stops the shim once it serves no task.
 func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptyResponse, error) {
 	s.mu.Lock()
-	n := len(s.containers) + len(s.creating)
 	if len(s.containers) == 0 && len(s.creating) > 0 {
 		s.shutdownAsked = true
 	}
+	closed := s.closeIfIdleLocked()
 	s.mu.Unlock()
-	if n > 0 {
+	if !closed {
 		return empty, nil
 	}
 	log.G(ctx).Info("no task left: shutting down")

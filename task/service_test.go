@@ -97,6 +97,7 @@ var (
 	exists       = errCheck{"AlreadyExists", errdefs.IsAlreadyExists}
 	notImpl      = errCheck{"NotImplemented", errdefs.IsNotImplemented}
 	precondition = errCheck{"FailedPrecondition", errdefs.IsFailedPrecondition}
+	unavailable  = errCheck{"Unavailable", errdefs.IsUnavailable}
 )
 
 // wantErr checks the error the client got, converted back from its ttrpc
