@@ -22,7 +22,7 @@ func (m *Monitor) StartCmd(cmd *exec.Cmd) (<-chan Status, error) {
 		return nil, err
 	}
 	ch := make(chan Status, 1)
-	m.Track(t, cmd.Process.Pid, fd, func(st Status) { ch <- st })
+	m.track(t, cmd.Process.Pid, fd, func(st Status) { ch <- st })
 	if fd >= 0 {
 		unix.Close(fd)
 	}
@@ -52,13 +52,4 @@ func (m *Monitor) StartCmdLocked(cmd *exec.Cmd) (<-chan Status, error) {
 		return nil, r.err
 	}
 	return out, nil
-}
-
-// WaitCmd waits for the exit of a command started with StartCmd and for its
-// output to be copied, and returns its exit code.
-func WaitCmd(cmd *exec.Cmd, ch <-chan Status) int {
-	st := <-ch
-	// The child is already reaped: Wait only flushes the copy goroutines.
-	_ = cmd.Wait()
-	return st.Code
 }

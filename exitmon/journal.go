@@ -44,7 +44,7 @@ type record struct {
 	Deleted bool      `json:"deleted,omitempty"`
 }
 
-// Journal is the record of a task's exits, appended to as they happen.
+// journal is the record of a task's exits, appended to as they happen.
 // An exit is written before any waiter or event learns of it. It is
 // written, not fsynced: the journal must outlive the shim process, and a
 // completed write(2) does (the page cache belongs to the kernel). It need
@@ -55,9 +55,9 @@ type record struct {
 // both compactMin and the live ones, it is rewritten to a new file holding
 // only the task, the init's exit and the exits of execs not yet deleted,
 // which is renamed over the old one. Either file, at any moment, replays to
-// every exit reported and not yet deleted. A Journal is safe for
+// every exit reported and not yet deleted. A journal is safe for
 // concurrent use.
-type Journal struct {
+type journal struct {
 	path string
 
 	mu      sync.Mutex
@@ -72,11 +72,11 @@ type Journal struct {
 	closed  bool
 }
 
-// CreateJournal opens (creating if needed) the journal in bundle and
+// createJournal opens (creating if needed) the journal in bundle and
 // records the task's identity. Records already in it belong to an earlier
 // task of the same bundle: they no longer replay, and go at the next
 // compaction.
-func CreateJournal(bundle string, id Identity) (*Journal, error) {
+func createJournal(bundle string, id Identity) (*journal, error) {
 	path := filepath.Join(bundle, JournalName)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
@@ -87,7 +87,7 @@ func CreateJournal(bundle string, id Identity) (*Journal, error) {
 		f.Close()
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j := &Journal{path: path, f: f, size: size, execs: map[string][]byte{}}
+	j := &journal{path: path, f: f, size: size, execs: map[string][]byte{}}
 	line, err := encode(record{Task: &id})
 	if err == nil {
 		err = j.write(line)
@@ -132,7 +132,7 @@ func encode(r record) ([]byte, error) {
 // replaces an earlier one of the same process. It never compacts, so the
 // reaper never waits for a rewrite: records go dead only when an exec is
 // removed (an exec id is reused only after that) or a task re-created.
-func (j *Journal) Exit(execID string, st Status) error {
+func (j *journal) Exit(execID string, st Status) error {
 	line, err := encode(record{ExecID: execID, Exit: &st})
 	if err != nil {
 		return err
@@ -155,7 +155,7 @@ func (j *Journal) Exit(execID string, st Status) error {
 // Remove forgets the exit of execID once the exec is deleted: it no longer
 // replays, and its record goes at the next compaction. An exec whose exit
 // was never recorded costs nothing.
-func (j *Journal) Remove(execID string) error {
+func (j *journal) Remove(execID string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	prev, ok := j.execs[execID]
@@ -175,7 +175,7 @@ func (j *Journal) Remove(execID string) error {
 	return nil
 }
 
-func (j *Journal) write(line []byte) error {
+func (j *journal) write(line []byte) error {
 	if j.closed {
 		return fmt.Errorf("write journal: %w", os.ErrClosed)
 	}
@@ -196,7 +196,7 @@ func (j *Journal) write(line []byte) error {
 // appends since the last one. A failed rewrite is logged, not returned:
 // the record was written, and the old journal is still whole. It is
 // retried after as many bytes again.
-func (j *Journal) compactIfDue() {
+func (j *journal) compactIfDue() {
 	if dead := j.size - j.live; dead < compactMin || dead < j.live || j.size < j.retryAt {
 		return
 	}
@@ -209,7 +209,7 @@ func (j *Journal) compactIfDue() {
 // compact writes the live records to a new file and renames it over the
 // journal. Until the rename the old journal is whole; after it, the new
 // one is. On failure the journal keeps appending to the old file.
-func (j *Journal) compact() error {
+func (j *journal) compact() error {
 	tmp := filepath.Join(filepath.Dir(j.path), compactName)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_RDWR|os.O_APPEND|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -247,7 +247,7 @@ var (
 )
 
 // Close closes the journal file; later records are refused.
-func (j *Journal) Close() error {
+func (j *journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {
@@ -262,8 +262,8 @@ type Replay struct {
 	Identity Identity
 	// Init is the init process's exit, if it was recorded.
 	Init *Status
-	// Execs holds the last recorded exit of each exec not yet deleted.
-	Execs map[string]Status
+	// execs holds the last recorded exit of each exec not yet deleted.
+	execs map[string]Status
 }
 
 // ReadJournal reads the journal in bundle. Only the last task recorded
@@ -285,7 +285,7 @@ func ReadJournal(bundle string) (*Replay, error) {
 
 // readReplay replays the records read from rd.
 func readReplay(rd io.Reader) (*Replay, error) {
-	r := &Replay{Execs: map[string]Status{}}
+	r := &Replay{execs: map[string]Status{}}
 	br := bufio.NewReader(rd)
 	for {
 		line, err := readLine(br)
@@ -330,13 +330,13 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 func (r *Replay) apply(rec record) {
 	switch {
 	case rec.Task != nil:
-		*r = Replay{Identity: *rec.Task, Execs: map[string]Status{}}
+		*r = Replay{Identity: *rec.Task, execs: map[string]Status{}}
 	case rec.ExecID == "" && rec.Exit != nil:
 		st := *rec.Exit
 		r.Init = &st
 	case rec.Deleted:
-		delete(r.Execs, rec.ExecID)
+		delete(r.execs, rec.ExecID)
 	case rec.Exit != nil:
-		r.Execs[rec.ExecID] = *rec.Exit
+		r.execs[rec.ExecID] = *rec.Exit
 	}
 }

@@ -30,7 +30,7 @@ func TestJournalBoundedByLiveExecs(t *testing.T) {
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, JournalName)
-	j, err := CreateJournal(dir, Identity{ID: "c1", Namespace: "k8s.io", SandboxID: "pod"})
+	j, err := createJournal(dir, Identity{ID: "c1", Namespace: "k8s.io", SandboxID: "pod"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestJournalBoundedByLiveExecs(t *testing.T) {
 func TestJournalCrashPoints(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, JournalName)
-	j, err := CreateJournal(dir, Identity{ID: "c1"})
+	j, err := createJournal(dir, Identity{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,14 +129,14 @@ func TestJournalCrashPoints(t *testing.T) {
 	}
 	// The shim dies without closing; the next one appends after a torn line.
 	appendRaw(t, dir, `{"exec_id":"e1","exit":{"pid":`)
-	j2, err := CreateJournal(dir, Identity{ID: "c1"})
+	j2, err := createJournal(dir, Identity{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j2.Close()
 	mustExit(t, j2, "", Status{Pid: 99, Code: 1})
 	r, err := ReadJournal(dir)
-	if err != nil || r.Init == nil || r.Init.Pid != 99 || len(r.Execs) != 0 {
+	if err != nil || r.Init == nil || r.Init.Pid != 99 || len(r.execs) != 0 {
 		t.Fatalf("after reopen: %+v, %v", r, err)
 	}
 	j.Close()
@@ -147,7 +147,7 @@ func TestJournalCrashPoints(t *testing.T) {
 func TestJournalCompactFailure(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, JournalName)
-	j, err := CreateJournal(dir, Identity{ID: "c1"})
+	j, err := createJournal(dir, Identity{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestJournalCompactFailure(t *testing.T) {
 // TestJournalClosed: records after Close are refused, removals ignored.
 func TestJournalClosed(t *testing.T) {
 	dir := t.TempDir()
-	j, err := CreateJournal(dir, Identity{ID: "c1"})
+	j, err := createJournal(dir, Identity{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestJournalClosed(t *testing.T) {
 	wantExecs(t, r, map[string]Status{"e1": {Pid: 2}})
 }
 
-func mustExit(t testing.TB, j *Journal, execID string, st Status) {
+func mustExit(t testing.TB, j *journal, execID string, st Status) {
 	t.Helper()
 	if err := j.Exit(execID, st); err != nil {
 		t.Fatal(err)
@@ -240,11 +240,11 @@ func sameStatus(a, b *Status) bool {
 
 func wantExecs(t testing.TB, r *Replay, want map[string]Status) {
 	t.Helper()
-	if len(r.Execs) != len(want) {
-		t.Fatalf("replayed %d execs, want %d: %v", len(r.Execs), len(want), r.Execs)
+	if len(r.execs) != len(want) {
+		t.Fatalf("replayed %d execs, want %d: %v", len(r.execs), len(want), r.execs)
 	}
 	for id, st := range want {
-		got, ok := r.Execs[id]
+		got, ok := r.execs[id]
 		if !ok || !sameStatus(&got, &st) {
 			t.Fatalf("exec %s replayed as %+v (%v), want %+v", id, got, ok, st)
 		}
@@ -254,7 +254,7 @@ func wantExecs(t testing.TB, r *Replay, want map[string]Status) {
 // BenchmarkJournalExecCycle is the journal's share of an exec's
 // lifecycle: its exit recorded, then its deletion, compactions included.
 func BenchmarkJournalExecCycle(b *testing.B) {
-	j, err := CreateJournal(b.TempDir(), benchIdentity)
+	j, err := createJournal(b.TempDir(), benchIdentity)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func BenchmarkJournalExecCycle(b *testing.B) {
 
 // BenchmarkJournalExit records exits of execs that are never deleted.
 func BenchmarkJournalExit(b *testing.B) {
-	j, err := CreateJournal(b.TempDir(), benchIdentity)
+	j, err := createJournal(b.TempDir(), benchIdentity)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func BenchmarkReadJournal(b *testing.B) {
 	for _, n := range []int{0, 1000, 200_000} {
 		b.Run(fmt.Sprint("history=", n), func(b *testing.B) {
 			dir := b.TempDir()
-			j, err := CreateJournal(dir, benchIdentity)
+			j, err := createJournal(dir, benchIdentity)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -320,7 +320,7 @@ var benchIdentity = Identity{ID: "c1", Namespace: "k8s.io", SandboxID: "01234567
 // full) does not swallow the next one, and is not replayed itself.
 func TestJournalShortWrite(t *testing.T) {
 	dir := t.TempDir()
-	j, err := CreateJournal(dir, Identity{ID: "c1"})
+	j, err := createJournal(dir, Identity{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}

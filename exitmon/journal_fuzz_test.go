@@ -33,7 +33,7 @@ func FuzzReadJournal(f *testing.F) {
 			if got.Identity != r.Identity || !sameStatus(got.Init, r.Init) {
 				t.Fatalf("%s round trip: %+v %+v, want %+v %+v\n%s", name, got.Identity, got.Init, r.Identity, r.Init, b)
 			}
-			wantExecs(t, got, r.Execs)
+			wantExecs(t, got, r.execs)
 		}
 	})
 }
@@ -56,7 +56,7 @@ func reencode(t *testing.T, r *Replay) (appended, compacted []byte) {
 	}
 	appended = append(append(appended, task...), init...)
 	execs := map[string][]byte{}
-	for id, st := range r.Execs {
+	for id, st := range r.execs {
 		line := must(encode(record{ExecID: id, Exit: &st}))
 		appended = append(appended, line...)
 		appended = append(appended, must(encode(record{ExecID: id, Deleted: true}))...)

@@ -14,7 +14,7 @@ import (
 func TestJournalReplay(t *testing.T) {
 	dir := t.TempDir()
 	id := Identity{ID: "c1", Namespace: "k8s.io", SandboxID: "pod1", PodName: "web", PodNamespace: "default", PodUID: "u1"}
-	j, err := CreateJournal(dir, id)
+	j, err := createJournal(dir, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,14 +52,14 @@ func TestJournalReplay(t *testing.T) {
 	if r.Init == nil || r.Init.Pid != 10 || r.Init.Code != 137 || !r.Init.OOM || !r.Init.ExitedAt.Equal(at) {
 		t.Errorf("init %+v", r.Init)
 	}
-	if len(r.Execs) != 2 || r.Execs["e1"].Code != 3 || r.Execs["e1"].Pid != 13 || r.Execs["e2"].Code != 2 {
-		t.Errorf("execs %+v", r.Execs)
+	if len(r.execs) != 2 || r.execs["e1"].Code != 3 || r.execs["e1"].Pid != 13 || r.execs["e2"].Code != 2 {
+		t.Errorf("execs %+v", r.execs)
 	}
 }
 
 func TestJournalNoInitExit(t *testing.T) {
 	dir := t.TempDir()
-	j, err := CreateJournal(dir, Identity{ID: "c1"})
+	j, err := createJournal(dir, Identity{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestJournalNoInitExit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Init != nil || len(r.Execs) != 0 || r.Identity.ID != "c1" {
+	if r.Init != nil || len(r.execs) != 0 || r.Identity.ID != "c1" {
 		t.Fatalf("replay %+v", r)
 	}
 }
@@ -77,8 +77,8 @@ func TestJournalMissing(t *testing.T) {
 	if _, err := ReadJournal(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("ReadJournal of an empty bundle = %v, want not exist", err)
 	}
-	if _, err := CreateJournal(filepath.Join(t.TempDir(), "nope"), Identity{ID: "c1"}); err == nil {
-		t.Fatal("CreateJournal in a missing bundle succeeded")
+	if _, err := createJournal(filepath.Join(t.TempDir(), "nope"), Identity{ID: "c1"}); err == nil {
+		t.Fatal("createJournal in a missing bundle succeeded")
 	}
 }
 
@@ -86,7 +86,7 @@ func TestJournalMissing(t *testing.T) {
 // written before it is replayed.
 func TestJournalTornLastLine(t *testing.T) {
 	dir := t.TempDir()
-	j, err := CreateJournal(dir, Identity{ID: "c1"})
+	j, err := createJournal(dir, Identity{ID: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +102,12 @@ func TestJournalTornLastLine(t *testing.T) {
 	if r.Init != nil {
 		t.Fatalf("torn init exit replayed: %+v", r.Init)
 	}
-	if r.Execs["e1"].Code != 4 || r.Identity.ID != "c1" {
+	if r.execs["e1"].Code != 4 || r.Identity.ID != "c1" {
 		t.Fatalf("replay %+v", r)
 	}
 }
 
-// TestJournalReopenAppends: CreateJournal on an existing journal appends
+// TestJournalReopenAppends: createJournal on an existing journal appends
 // after what it holds, even when its last line was torn, and starts a new
 // history: the earlier task's exits no longer replay.
 func TestJournalReopenAppends(t *testing.T) {
@@ -118,7 +118,7 @@ func TestJournalReopenAppends(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			j, err := CreateJournal(dir, Identity{ID: "old"})
+			j, err := createJournal(dir, Identity{ID: "old"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func TestJournalReopenAppends(t *testing.T) {
 			if torn {
 				appendRaw(t, dir, `{"exec_id":"e9","exit":{"pid"`)
 			}
-			j, err = CreateJournal(dir, Identity{ID: "new", Sandbox: true})
+			j, err = createJournal(dir, Identity{ID: "new", Sandbox: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,8 +147,8 @@ func TestJournalReopenAppends(t *testing.T) {
 			if r.Identity.ID != "new" || !r.Identity.Sandbox {
 				t.Fatalf("identity %+v, want the reopened one\n%s", r.Identity, b)
 			}
-			if len(r.Execs) != 1 || r.Execs["e1"].Code != 1 {
-				t.Fatalf("execs %+v, want only e1\n%s", r.Execs, b)
+			if len(r.execs) != 1 || r.execs["e1"].Code != 1 {
+				t.Fatalf("execs %+v, want only e1\n%s", r.execs, b)
 			}
 			if n := strings.Count(string(b), "\n"); torn && n != 6 || !torn && n != 5 {
 				t.Fatalf("journal has %d lines:\n%s", n, b)
@@ -175,8 +175,8 @@ func TestReplayNewTaskResets(t *testing.T) {
 	if r.Init != nil {
 		t.Fatalf("init exit of the earlier task replayed: %+v", r.Init)
 	}
-	if _, ok := r.Execs["e1"]; ok || len(r.Execs) != 1 || r.Execs["e2"].Code != 2 {
-		t.Fatalf("execs %+v, want only e2", r.Execs)
+	if _, ok := r.execs["e1"]; ok || len(r.execs) != 1 || r.execs["e2"].Code != 2 {
+		t.Fatalf("execs %+v, want only e2", r.execs)
 	}
 	if r.Identity.PodUID != "u2" {
 		t.Fatalf("identity %+v", r.Identity)
@@ -210,7 +210,7 @@ func appendRaw(t *testing.T, dir, s string) {
 // are all replayed, each intact.
 func TestJournalConcurrentExits(t *testing.T) {
 	dir := t.TempDir()
-	j, err := CreateJournal(dir, Identity{ID: "burst"})
+	j, err := createJournal(dir, Identity{ID: "burst"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,11 +230,11 @@ func TestJournalConcurrentExits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Execs) != 200 {
-		t.Fatalf("replayed %d exec exits, want 200", len(r.Execs))
+	if len(r.execs) != 200 {
+		t.Fatalf("replayed %d exec exits, want 200", len(r.execs))
 	}
 	for i := 0; i < 200; i++ {
-		if st := r.Execs[fmt.Sprintf("e%d", i)]; st.Pid != 1000+i || st.Code != i%256 {
+		if st := r.execs[fmt.Sprintf("e%d", i)]; st.Pid != 1000+i || st.Code != i%256 {
 			t.Fatalf("e%d replayed as %+v", i, st)
 		}
 	}
@@ -245,7 +245,7 @@ func TestJournalConcurrentExits(t *testing.T) {
 func TestJournalLongLines(t *testing.T) {
 	dir := t.TempDir()
 	id := Identity{ID: "c1", PodName: strings.Repeat("p", 10_000)}
-	j, err := CreateJournal(dir, id)
+	j, err := createJournal(dir, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestJournalLongLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Identity != id || len(r.Execs) != 1 || r.Execs["e1"].Code != 1 || r.Init == nil || r.Init.Code != 3 {
-		t.Fatalf("replay: %d-byte pod name, execs %d, init %+v", len(r.Identity.PodName), len(r.Execs), r.Init)
+	if r.Identity != id || len(r.execs) != 1 || r.execs["e1"].Code != 1 || r.Init == nil || r.Init.Code != 3 {
+		t.Fatalf("replay: %d-byte pod name, execs %d, init %+v", len(r.Identity.PodName), len(r.execs), r.Init)
 	}
 }

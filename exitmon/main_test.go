@@ -44,7 +44,7 @@ func reapUntil(t *testing.T, m *Monitor, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		m.Reap()
+		m.reap()
 		time.Sleep(2 * time.Millisecond)
 	}
 }

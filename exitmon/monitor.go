@@ -15,7 +15,7 @@ import (
 
 // Token marks the moment a caller began creating a process whose pid it does
 // not know yet. An exit reaped after the token was taken can still be
-// matched to that pid by Track: exits that happen before the pid is known
+// matched to that pid by track: exits that happen before the pid is known
 // are never dropped.
 type Token uint64
 
@@ -69,18 +69,18 @@ func (m *Monitor) runSignals(ctx context.Context) {
 	sig := make(chan os.Signal, 128)
 	signal.Notify(sig, unix.SIGCHLD)
 	defer signal.Stop(sig)
-	m.Reap()
+	m.reap()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sig:
-			m.Reap()
+			m.reap()
 		}
 	}
 }
 
-// Reap collects every exited child without blocking and hands each exit to
+// reap collects every exited child without blocking and hands each exit to
 // its watcher. It returns how many it collected. Watchers run concurrently;
 // the order that matters (a task's exec exits before its init's) is kept by
 // Task, not by delivery order.
@@ -90,7 +90,7 @@ func (m *Monitor) runSignals(ctx context.Context) {
 // system call that keeps the one P, so without the yield a burst of 200
 // exits would all wait for the whole loop (~100 µs per child) before the
 // first event went out.
-func (m *Monitor) Reap() int {
+func (m *Monitor) reap() int {
 	n := 0
 	for {
 		m.mu.Lock()
@@ -148,8 +148,8 @@ func (m *Monitor) dispatchLocked(pid int, ws unix.WaitStatus) func() {
 	return nil
 }
 
-// Begin returns a token to pass to Track once the pid of the process being
-// created is known. Every token must end in Track or Cancel.
+// Begin returns a token to pass to track once the pid of the process being
+// created is known. Every token must end in track or Cancel.
 func (m *Monitor) Begin() Token {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -203,10 +203,10 @@ func (m *Monitor) oldestTokenLocked() (Token, bool) {
 	return oldest, found
 }
 
-// Track calls fn exactly once with the exit of pid, the process created
+// track calls fn exactly once with the exit of pid, the process created
 // after t was taken. pidfd (or -1) identifies the process: when it is still
 // alive, an earlier exit of a recycled pid is never mistaken for it.
-func (m *Monitor) Track(t Token, pid, pidfd int, fn func(Status)) {
+func (m *Monitor) track(t Token, pid, pidfd int, fn func(Status)) {
 	m.mu.Lock()
 	st, ok := m.claimLocked(t, pid, pidfd)
 	if !ok {

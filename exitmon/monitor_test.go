@@ -52,7 +52,7 @@ func TestEarlyExitMatched(t *testing.T) {
 			reapUntil(t, m, "early exit", func() bool { return m.hasUnclaimed(pid) })
 
 			got := make(chan Status, 2)
-			m.Track(tok, pid, fd, func(st Status) { got <- st })
+			m.track(tok, pid, fd, func(st Status) { got <- st })
 			select {
 			case st := <-got:
 				if st.Code != 7 || st.Pid != pid {
@@ -90,8 +90,8 @@ func TestLateExitWatched(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan Status, 2)
-	m.Track(tok, cmd.Process.Pid, -1, func(st Status) { got <- st })
-	m.Reap()
+	m.track(tok, cmd.Process.Pid, -1, func(st Status) { got <- st })
+	m.reap()
 	select {
 	case st := <-got:
 		t.Fatalf("exit %+v delivered while the child runs", st)
@@ -146,7 +146,7 @@ func TestOldExitNotMatched(t *testing.T) {
 	}
 	t1 := m.Begin()
 	called := false
-	m.Track(t1, pid, -1, func(Status) { called = true })
+	m.track(t1, pid, -1, func(Status) { called = true })
 	if called {
 		t.Fatal("exit reaped before the token was matched")
 	}
@@ -180,7 +180,7 @@ func TestNewerExitWins(t *testing.T) {
 	m.inject(pid, 1)
 	m.inject(pid, 2)
 	var got []int
-	m.Track(tok, pid, -1, func(st Status) { got = append(got, st.Code) })
+	m.track(tok, pid, -1, func(st Status) { got = append(got, st.Code) })
 	if len(got) != 1 || got[0] != 2 {
 		t.Fatalf("got codes %v, want [2]", got)
 	}
@@ -214,7 +214,7 @@ func TestLivePidfdBlocksStaleExit(t *testing.T) {
 	}
 	m.inject(pid, 3) // stale exit, after the token
 	got := make(chan Status, 2)
-	m.Track(tok, pid, fd, func(st Status) { got <- st })
+	m.track(tok, pid, fd, func(st Status) { got <- st })
 	select {
 	case st := <-got:
 		t.Fatalf("stale exit %+v matched to a live pidfd", st)
@@ -258,7 +258,7 @@ func TestCancelPrunes(t *testing.T) {
 	}
 }
 
-// TestStartCmd: StartCmd/WaitCmd return the exit code and the output.
+// TestStartCmd: StartCmd reports the exit code and the output is copied. the exit code and the output.
 func TestStartCmd(t *testing.T) {
 	m := New(newRecorder())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -274,8 +274,8 @@ func TestStartCmd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := WaitCmd(cmd, ch); got != code {
-			t.Fatalf("WaitCmd = %d, want %d", got, code)
+		if got := waitCmd(cmd, ch); got != code {
+			t.Fatalf("waitCmd = %d, want %d", got, code)
 		}
 		if out.String() != "hi\n" {
 			t.Fatalf("output %q", out.String())
@@ -317,7 +317,7 @@ func TestRunWokenByPidfd(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := make(chan Status, 1)
-		m.Track(tok, cmd.Process.Pid, fd, func(st Status) { got <- st })
+		m.track(tok, cmd.Process.Pid, fd, func(st Status) { got <- st })
 		if fd >= 0 {
 			unix.Close(fd) // the monitor keeps its own
 		}
@@ -394,7 +394,7 @@ func TestRunPollsDuringBurst(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		m.Track(tok, cmd.Process.Pid, -1, func(st Status) { got <- st })
+		m.track(tok, cmd.Process.Pid, -1, func(st Status) { got <- st })
 	}
 	for i := 0; i < 2; i++ {
 		select {
@@ -411,7 +411,7 @@ func TestRunPollsDuringBurst(t *testing.T) {
 	if orphanReapedWithin(200 * time.Millisecond) {
 		t.Fatal("untracked exit reaped at rest without a wake-up or a sweep")
 	}
-	m.Reap() // that zombie, not to leave it to the next test
+	m.reap() // that zombie, not to leave it to the next test
 }
 
 // running returns a monitor whose Run reaps, with a sweep every sweep, until
@@ -427,4 +427,12 @@ func running(t *testing.T, sweep time.Duration, needWake bool) *Monitor {
 	go func() { m.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return m
+}
+
+// waitCmd waits for the exit of a command started with StartCmd and for its
+// output to be copied, and returns its exit code.
+func waitCmd(cmd *exec.Cmd, ch <-chan Status) int {
+	st := <-ch
+	_ = cmd.Wait() // already reaped: this only flushes the output copies
+	return st.Code
 }

@@ -16,9 +16,9 @@ type Codec interface {
 	Decode(b []byte) (any, error)
 }
 
-// SpillName is the file, inside a task's bundle, that holds the events of
+// spillName is the file, inside a task's bundle, that holds the events of
 // its queue beyond memCap.
-const SpillName = "watch-outbox.spill"
+const spillName = "watch-outbox.spill"
 
 // memCap is how many events a queue keeps in memory. A variable only so
 // that tests can lower it.

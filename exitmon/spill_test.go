@@ -39,7 +39,7 @@ func TestOutboxSpillsBeyondMemCap(t *testing.T) {
 	rec := codecRecorder{newRecorder()}
 	rec.fail = func(string, any, int) bool { return true }
 	ob := newOutbox(rec, 1)
-	path := filepath.Join(t.TempDir(), SpillName)
+	path := filepath.Join(t.TempDir(), spillName)
 	q := ob.newQueue(path)
 	const n = 100
 	for i := 0; i < n; i++ {
@@ -71,7 +71,7 @@ func TestOutboxSpillsBeyondMemCap(t *testing.T) {
 // TestSpillKeepsFreeFlag: an exec exit spilled to the bundle comes back
 // still free, and a barrier still a barrier.
 func TestSpillKeepsFreeFlag(t *testing.T) {
-	s := &spill{path: filepath.Join(t.TempDir(), SpillName), codec: codecRecorder{newRecorder()}}
+	s := &spill{path: filepath.Join(t.TempDir(), spillName), codec: codecRecorder{newRecorder()}}
 	for i, free := range []bool{true, false, true} {
 		if err := s.put(item{topic: "/t", event: tev{"A", i}, free: free}); err != nil {
 			t.Fatal(err)

@@ -30,7 +30,7 @@ type Task struct {
 	id      string
 	who     Identity
 	mon     *Monitor
-	journal *Journal
+	journal *journal
 	q       *queue
 
 	mu         sync.Mutex
@@ -44,11 +44,11 @@ type Task struct {
 
 // NewTask opens the task's journal in bundle and its event queue.
 func (m *Monitor) NewTask(bundle string, id Identity) (*Task, error) {
-	j, err := CreateJournal(bundle, id)
+	j, err := createJournal(bundle, id)
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{id: id.ID, who: id, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, SpillName)), execs: map[string]*Process{}}
+	t := &Task{id: id.ID, who: id, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, spillName)), execs: map[string]*Process{}}
 	t.init = &Process{task: t, done: make(chan struct{})}
 	return t, nil
 }
@@ -211,9 +211,9 @@ type Process struct {
 	done     chan struct{}
 }
 
-// NeverRanCode is the exit status Wait reports for a process that never
+// neverRanCode is the exit status Wait reports for a process that never
 // ran: containerd's "unknown exit status".
-const NeverRanCode = 255
+const neverRanCode = 255
 
 // BeginStart marks a Start in progress: an exit that arrives before
 // Started or StartFailed is held, so TaskExit never precedes TaskStart.
@@ -228,7 +228,7 @@ func (p *Process) Watch(t Token, pid, pidfd int) {
 	p.task.mu.Lock()
 	p.pid, p.tracked = pid, true
 	p.task.mu.Unlock()
-	p.task.mon.Track(t, pid, pidfd, func(st Status) { p.task.onExit(p, st) })
+	p.task.mon.track(t, pid, pidfd, func(st Status) { p.task.onExit(p, st) })
 }
 
 // Started queues the start event and then releases a held exit.
@@ -251,7 +251,7 @@ func (p *Process) StartFailed() {
 }
 
 // Abandon releases the waiters of a process that never ran (its Start
-// failed, or it is deleted before starting) with NeverRanCode. It does
+// failed, or it is deleted before starting) with neverRanCode. It does
 // nothing for a process that was watched: its waiters get its real exit.
 // No event is published and nothing is journaled: there was no exit.
 func (p *Process) Abandon() {
@@ -264,7 +264,7 @@ func (p *Process) abandonLocked() {
 	if p.tracked || p.exit != nil || p.neverRan != nil {
 		return
 	}
-	p.neverRan = &Status{Code: NeverRanCode, ExitedAt: time.Now()}
+	p.neverRan = &Status{Code: neverRanCode, ExitedAt: time.Now()}
 	close(p.done)
 }
 
@@ -322,22 +322,4 @@ func (p *Process) Wait(ctx context.Context) (Status, error) {
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
 	}
-}
-
-// Done is closed when the exit is reported.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// SetExited records an exit known from elsewhere (a process that never ran,
-// or a journal replay) as reported, without publishing an event.
-func (p *Process) SetExited(st Status) {
-	p.task.mu.Lock()
-	defer p.task.mu.Unlock()
-	if p.exit != nil {
-		return
-	}
-	if p.neverRan != nil {
-		return
-	}
-	p.reaped, p.exit = &st, &st
-	close(p.done)
 }

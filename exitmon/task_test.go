@@ -175,7 +175,7 @@ func TestExitHeldUntilStarted(t *testing.T) {
 		t.Fatal("not reaped")
 	}
 	select {
-	case <-p.Done():
+	case <-p.done:
 		t.Fatal("waiters released before Started")
 	default:
 	}
@@ -371,8 +371,8 @@ func TestExitJournaledBeforeReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, ok := r.Execs["e1"]; !ok || st.Code != 12 || st.Pid != pid {
-		t.Fatalf("journal execs %+v", r.Execs)
+	if st, ok := r.execs["e1"]; !ok || st.Code != 12 || st.Pid != pid {
+		t.Fatalf("journal execs %+v", r.execs)
 	}
 	if r.Identity.ID != "c1" || !r.Identity.Sandbox {
 		t.Fatalf("journal identity %+v", r.Identity)
@@ -401,25 +401,6 @@ func TestAbandonPublishesNothing(t *testing.T) {
 	}
 }
 
-// TestSetExited: an exit known from elsewhere releases waiters without an
-// event, and a later real exit changes nothing.
-func TestSetExited(t *testing.T) {
-	m, tk, rec, _ := newTestTask(t, "c1")
-	p := tk.Init()
-	pid := fakePid(90)
-	watch(m, p, pid)
-	p.SetExited(Status{Pid: pid, Code: 255})
-	p.SetExited(Status{Pid: pid, Code: 1}) // ignored
-	m.inject(pid, 0)
-	st, err := p.Wait(context.Background())
-	if err != nil || st.Code != 255 {
-		t.Fatalf("Wait = %+v, %v; want 255", st, err)
-	}
-	if got := rec.settle(); len(got) != 0 {
-		t.Fatalf("SetExited published %v", summary(got))
-	}
-}
-
 // TestRemoveExecLeavesJournal: once an exec is deleted its exit no longer
 // replays; the init's exit and undeleted execs' exits still do.
 func TestRemoveExecLeavesJournal(t *testing.T) {
@@ -439,8 +420,8 @@ func TestRemoveExecLeavesJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := r.Execs["gone"]; ok || len(r.Execs) != 1 || r.Execs["kept"].Code != 6 {
-		t.Fatalf("journal execs %+v, want only kept", r.Execs)
+	if _, ok := r.execs["gone"]; ok || len(r.execs) != 1 || r.execs["kept"].Code != 6 {
+		t.Fatalf("journal execs %+v, want only kept", r.execs)
 	}
 	if r.Init == nil || r.Init.Pid != pid {
 		t.Fatalf("journal init %+v", r.Init)

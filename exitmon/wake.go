@@ -26,7 +26,7 @@ const sweepEvery = time.Second
 // so an exit wakes the scheduler's own epoll wait directly: no signal
 // handler, no thread hand-off.
 //
-// The pidfds only wake Run: Reap still collects every child with
+// The pidfds only wake Run: reap still collects every child with
 // wait4(-1), so an exit is never lost to a missed wake-up, only delayed
 // until the next sweep.
 type waker struct {
@@ -84,7 +84,7 @@ func (w *waker) watchLocked(pid, pidfd int) {
 		return // the sweep will find it
 	}
 	// Edge-triggered: a pidfd stays readable once its process has exited,
-	// and it is closed only when Reap has collected that exit.
+	// and it is closed only when reap has collected that exit.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		unix.Close(fd)
@@ -161,7 +161,7 @@ func (m *Monitor) runWoken(ctx context.Context) {
 	var lastExit, burstUntil time.Time
 	for {
 		timeout := m.sweep
-		if n := m.Reap(); n > 0 {
+		if n := m.reap(); n > 0 {
 			// A burst: several exits in one pass, or one soon after another
 			// (not the lone exit of a runc call, so a pod start does not
 			// pay 50 wake-ups per runc).

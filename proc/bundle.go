@@ -78,12 +78,6 @@ func BundleAnnotations(bundle string) (map[string]string, error) {
 	return s.Annotations, nil
 }
 
-// IdentityOf tells what the task is within its pod from its spec's
-// annotations.
-func IdentityOf(id, ns string, s *specs.Spec) exitmon.Identity {
-	return identityOf(id, ns, s.Annotations)
-}
-
 // identityOf tells what the task is within its pod from its annotations.
 func identityOf(id, ns string, a map[string]string) exitmon.Identity {
 	idn := exitmon.Identity{

@@ -21,7 +21,7 @@ func TestIdentityOf(t *testing.T) {
 	}}
 	want := exitmon.Identity{ID: "pod1", Namespace: "k8s.io", Sandbox: true, SandboxID: "pod1",
 		PodName: "web", PodNamespace: "default", PodUID: "uid-1"}
-	if got := IdentityOf("pod1", "k8s.io", sandbox); got != want {
+	if got := identityOf("pod1", "k8s.io", sandbox.Annotations); got != want {
 		t.Errorf("sandbox identity %+v, want %+v", got, want)
 	}
 
@@ -31,12 +31,12 @@ func TestIdentityOf(t *testing.T) {
 		AnnotationPodName:       "web",
 	}}
 	want = exitmon.Identity{ID: "c1", Namespace: "k8s.io", SandboxID: "pod1", PodName: "web"}
-	if got := IdentityOf("c1", "k8s.io", workload); got != want {
+	if got := identityOf("c1", "k8s.io", workload.Annotations); got != want {
 		t.Errorf("workload identity %+v, want %+v", got, want)
 	}
 
 	want = exitmon.Identity{ID: "plain", Namespace: "default"}
-	if got := IdentityOf("plain", "default", &specs.Spec{}); got != want {
+	if got := identityOf("plain", "default", nil); got != want {
 		t.Errorf("identity without annotations %+v, want %+v", got, want)
 	}
 }
@@ -143,8 +143,8 @@ func TestReadSpec(t *testing.T) {
 	if got := identityOf("c1", "k8s.io", s.Annotations); got != want {
 		t.Errorf("identity from config.json %+v, want %+v", got, want)
 	}
-	if got := IdentityOf("c1", "k8s.io", full); got != want {
-		t.Errorf("IdentityOf(specs.Spec) %+v, want %+v", got, want)
+	if got := identityOf("c1", "k8s.io", full.Annotations); got != want {
+		t.Errorf("identityOf %+v, want %+v", got, want)
 	}
 	if s.Linux == nil || len(s.Linux.Namespaces) != 3 || s.Linux.Namespaces[1] != (ociNamespace{Type: specs.PIDNamespace, Path: "/proc/42/ns/pid"}) {
 		t.Errorf("namespaces %+v", s.Linux)

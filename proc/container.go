@@ -130,7 +130,7 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 		io.Close(ctx)
 		return c.runcError(err)
 	}
-	p.pidfd, p.io = l.pidfd, io
+	p.launched(l.pidfd, io)
 	if c.cg, err = loadCgroup(l.pid); err != nil {
 		log.G(ctx).WithError(err).Warn("load cgroup: stats and OOM detection unavailable")
 	} else {
@@ -172,9 +172,6 @@ func (c *Container) killRemaining() {
 
 // Init returns the container's init process.
 func (c *Container) Init() *Process { return c.init }
-
-// Task returns the container's exit domain.
-func (c *Container) Task() *exitmon.Task { return c.task }
 
 // Process returns the init ("") or the exec execID.
 func (c *Container) Process(execID string) (*Process, error) {
@@ -272,10 +269,7 @@ func (c *Container) Delete(ctx context.Context, execID string) (exitmon.Status, 
 		log.G(ctx).WithError(err).Warn("runc delete")
 	}
 	p.set(stateDeleted)
-	p.closePidfd()
-	if p.io != nil {
-		p.io.Close(ctx)
-	}
+	p.release(ctx)
 	c.closeExecIO(ctx)
 	c.unmountRootfs(ctx)
 	c.task.Delete(TopicDelete, &events.TaskDelete{
@@ -421,10 +415,7 @@ func (c *Container) closeExecIO(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, p := range left {
 		p.closePidfd()
-		p.mu.Lock()
-		io := p.io
-		p.mu.Unlock()
-		if io != nil {
+		if io := p.stdioOf(); io != nil {
 			wg.Add(1)
 			go func() { defer wg.Done(); io.Close(ctx) }()
 		}

@@ -58,9 +58,7 @@ func (c *Container) startExec(ctx context.Context, p *Process) (int, error) {
 		io.Close(ctx)
 		return 0, c.runcError(err)
 	}
-	p.mu.Lock()
-	p.pidfd, p.io = l.pidfd, io
-	p.mu.Unlock()
+	p.launched(l.pidfd, io)
 	p.mp.Watch(l.tok, l.pid, l.pidfd)
 	if err := io.attach(ctx, c.loggerEnv()); err != nil {
 		_ = p.signal(9)
@@ -84,10 +82,7 @@ func (c *Container) deleteExec(ctx context.Context, p *Process) (exitmon.Status,
 		p.mp.Abandon()
 	}
 	p.set(stateDeleted)
-	p.closePidfd()
-	if p.io != nil {
-		p.io.Close(ctx)
-	}
+	p.release(ctx)
 	c.mu.Lock()
 	delete(c.execs, p.execID)
 	c.mu.Unlock()

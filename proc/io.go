@@ -26,8 +26,8 @@ type Stdio struct {
 	Terminal              bool
 }
 
-// IsNull reports whether the process has no stdio at all.
-func (s Stdio) IsNull() bool { return s.Stdin == "" && s.Stdout == "" && s.Stderr == "" }
+// isNull reports whether the process has no stdio at all.
+func (s Stdio) isNull() bool { return s.Stdin == "" && s.Stdout == "" && s.Stderr == "" }
 
 // drainTimeout bounds how long Close waits for output after exit.
 const drainTimeout = 3 * time.Second
@@ -59,7 +59,7 @@ func newPIO(stdio Stdio, uid, gid int) (*pio, error) {
 	switch {
 	case stdio.Terminal:
 		p.sock, err = runc.NewTempConsoleSocket()
-	case stdio.IsNull():
+	case stdio.isNull():
 		p.runcIO, err = runc.NewNullIO()
 	default:
 		// A stream nobody reads gets no pipe: the process writes it to
@@ -92,7 +92,7 @@ func (p *pio) attach(ctx context.Context, env []string) error {
 	if p.stdio.Terminal {
 		return p.attachConsole(ctx)
 	}
-	if p.stdio.IsNull() {
+	if p.stdio.isNull() {
 		return nil
 	}
 	if err := p.attachStdin(ctx, p.runcIO.Stdin()); err != nil {

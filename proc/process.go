@@ -139,6 +139,22 @@ func (p *Process) signal(sig int) error {
 	return err
 }
 
+// launched records the pidfd and stdio of the process runc just made.
+// Like every read of them, it holds p.mu: the init and exec paths guard
+// them the same way.
+func (p *Process) launched(pidfd int, io *pio) {
+	p.mu.Lock()
+	p.pidfd, p.io = pidfd, io
+	p.mu.Unlock()
+}
+
+// stdioOf returns the process's stdio, nil before it launched.
+func (p *Process) stdioOf() *pio {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.io
+}
+
 func (p *Process) closePidfd() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -148,14 +164,20 @@ func (p *Process) closePidfd() {
 	}
 }
 
+// release closes the process's pidfd and its stdio.
+func (p *Process) release(ctx context.Context) {
+	p.closePidfd()
+	if io := p.stdioOf(); io != nil {
+		io.Close(ctx)
+	}
+}
+
 // ResizePty resizes the process's terminal.
 func (p *Process) ResizePty(w, h uint32) error {
 	if _, err := p.check(opResize); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	io := p.io
-	p.mu.Unlock()
+	io := p.stdioOf()
 	if io == nil {
 		return fmt.Errorf("process has no stdio yet: %w", errdefs.ErrFailedPrecondition)
 	}
@@ -164,10 +186,7 @@ func (p *Process) ResizePty(w, h uint32) error {
 
 // CloseIO closes the process's stdin.
 func (p *Process) CloseIO() {
-	p.mu.Lock()
-	io := p.io
-	p.mu.Unlock()
-	if io != nil {
+	if io := p.stdioOf(); io != nil {
 		io.CloseStdin()
 	}
 }

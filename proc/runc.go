@@ -16,8 +16,8 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
 
-// DefaultRuncRoot is where runc keeps container state, per namespace.
-const DefaultRuncRoot = "/run/containerd/runc"
+// defaultRuncRoot is where runc keeps container state, per namespace.
+const defaultRuncRoot = "/run/containerd/runc"
 
 var monitor *exitmon.Monitor
 
@@ -67,7 +67,7 @@ func (runcMonitor) Wait(c *exec.Cmd, ch chan runc.Exit) (int, error) {
 func newRunc(ns, bundle string, opts *options.Options) *runc.Runc {
 	root := opts.GetRoot()
 	if root == "" {
-		root = DefaultRuncRoot
+		root = defaultRuncRoot
 	}
 	return &runc.Runc{
 		Command:       opts.GetBinaryName(),
