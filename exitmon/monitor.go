@@ -83,7 +83,7 @@ func (m *Monitor) runSignals(ctx context.Context) {
 // reap collects every exited child without blocking and hands each exit to
 // its watcher. It returns how many it collected. Watchers run concurrently;
 // the order that matters (a task's exec exits before its init's) is kept by
-// Task, not by delivery order.
+// Domain, not by delivery order.
 //
 // Each exit is handed over as soon as it is reaped, and the loop yields so
 // that its watcher runs before the next child is reaped: reaping is a raw

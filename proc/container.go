@@ -56,9 +56,10 @@ type Container struct {
 	Bundle    string
 	Identity  exitmon.Identity
 
+	mon    *exitmon.Monitor // reaps what the container launches
 	runc   *runc.Runc
 	opts   *options.Options
-	task   *exitmon.Task
+	domain *exitmon.Domain
 	rootfs string
 	cg     *cgroup
 	init   *Process
@@ -85,6 +86,7 @@ func Create(ctx context.Context, m *exitmon.Monitor, cfg CreateConfig) (_ *Conta
 		Identity: identityOf(cfg.ID, cfg.Namespace, spec.Annotations),
 		runc:     newRunc(cfg.Namespace, cfg.Bundle, opts),
 		opts:     opts, ownPidNS: ownPidNamespace(spec), execs: map[string]*Process{},
+		mon: m,
 	}
 	if err := saveRunc(cfg.Bundle, opts); err != nil {
 		return nil, err
@@ -97,18 +99,18 @@ func Create(ctx context.Context, m *exitmon.Monitor, cfg CreateConfig) (_ *Conta
 			c.unmountRootfs(ctx)
 		}
 	}()
-	if c.task, err = m.NewTask(cfg.Bundle, c.Identity); err != nil {
+	if c.domain, err = m.NewDomain(cfg.Bundle, c.Identity); err != nil {
 		return nil, err
 	}
-	c.init = &Process{c: c, stdio: cfg.Stdio, mp: c.task.Init(), state: stateCreated, pidfd: -1}
+	c.init = &Process{c: c, stdio: cfg.Stdio, exit: c.domain.Init(), state: stateCreated, pidfd: -1}
 	if err := c.createInit(ctx, cfg); err != nil {
-		c.task.Abandon()
+		c.domain.Abandon()
 		return nil, err
 	}
-	c.task.Publish(TopicCreate, &events.TaskCreate{
+	c.domain.Publish(TopicCreate, &events.TaskCreate{
 		ContainerID: c.ID, Bundle: c.Bundle, Rootfs: mount.ToProto(cfg.Rootfs),
 		IO:  &events.TaskIO{Stdin: cfg.Stdio.Stdin, Stdout: cfg.Stdio.Stdout, Stderr: cfg.Stdio.Stderr, Terminal: cfg.Stdio.Terminal},
-		Pid: uint32(c.init.mp.Pid()),
+		Pid: uint32(c.init.exit.Pid()),
 	})
 	return c, nil
 }
@@ -134,13 +136,13 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 	if c.cg, err = loadCgroup(l.pid); err != nil {
 		log.G(ctx).WithError(err).Warn("load cgroup: stats and OOM detection unavailable")
 	} else {
-		c.task.SetOOMCheck(c.cg.oomKilled)
+		c.domain.SetOOMCheck(c.cg.oomKilled)
 	}
 	if !c.ownPidNS {
-		c.task.SetInitExitHook(c.killRemaining)
+		c.domain.SetInitExitHook(c.killRemaining)
 	}
-	p.mp.Watch(l.tok, l.pid, l.pidfd)
-	if err := io.attach(ctx, c.loggerEnv()); err != nil {
+	p.exit.Watch(l.tok, l.pid, l.pidfd)
+	if err := io.attach(ctx, c.mon, c.loggerEnv()); err != nil {
 		c.forceDelete(ctx)
 		return err
 	}
@@ -206,15 +208,15 @@ func (c *Container) Start(ctx context.Context, execID string) (int, error) {
 		p.endStart(next)
 		return pid, nil
 	}
-	p.mp.BeginStart()
+	p.exit.BeginStart()
 	if err := c.runc.Start(ctx, c.ID); err != nil {
 		p.endStart(stateCreated)
-		p.mp.StartFailed()
+		p.exit.StartFailed()
 		return 0, c.runcError(err)
 	}
 	p.endStart(next)
-	pid := p.mp.Pid()
-	p.mp.Started(TopicStart, &events.TaskStart{ContainerID: c.ID, Pid: uint32(pid)})
+	pid := p.exit.Pid()
+	p.exit.Started(TopicStart, &events.TaskStart{ContainerID: c.ID, Pid: uint32(pid)})
 	return pid, nil
 }
 
@@ -230,11 +232,11 @@ func (c *Container) Kill(ctx context.Context, execID string, sig uint32, all boo
 	if execID != "" {
 		return p.signal(int(sig))
 	}
-	if p.mp.Reaped() && !all {
+	if p.exit.Reaped() && !all {
 		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
 	}
 	if err := c.runc.Kill(ctx, c.ID, int(sig), &runc.KillOpts{All: all}); err != nil {
-		if p.mp.Reaped() {
+		if p.exit.Reaped() {
 			return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
 		}
 		return c.runcError(err)
@@ -255,7 +257,7 @@ func (c *Container) Delete(ctx context.Context, execID string) (exitmon.Status, 
 	if execID != "" {
 		return c.deleteExec(ctx, p)
 	}
-	if !p.mp.Reaped() {
+	if !p.exit.Reaped() {
 		// Created but never started: runc delete --force kills it.
 		if err := c.runc.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true}); err != nil {
 			return exitmon.Status{}, c.runcError(err)
@@ -272,7 +274,7 @@ func (c *Container) Delete(ctx context.Context, execID string) (exitmon.Status, 
 	p.release(ctx)
 	c.closeExecIO(ctx)
 	c.unmountRootfs(ctx)
-	c.task.Delete(TopicDelete, &events.TaskDelete{
+	c.domain.Delete(TopicDelete, &events.TaskDelete{
 		ContainerID: c.ID, Pid: uint32(st.Pid), ExitStatus: uint32(st.Code), ExitedAt: timestamppb.New(st.ExitedAt),
 	})
 	return st, nil
@@ -288,7 +290,7 @@ func (c *Container) Pause(ctx context.Context) error {
 		return c.runcError(err)
 	}
 	c.init.set(next)
-	c.task.Publish(TopicPaused, &events.TaskPaused{ContainerID: c.ID})
+	c.domain.Publish(TopicPaused, &events.TaskPaused{ContainerID: c.ID})
 	return nil
 }
 
@@ -302,7 +304,7 @@ func (c *Container) Resume(ctx context.Context) error {
 		return c.runcError(err)
 	}
 	c.init.set(next)
-	c.task.Publish(TopicResumed, &events.TaskResumed{ContainerID: c.ID})
+	c.domain.Publish(TopicResumed, &events.TaskResumed{ContainerID: c.ID})
 	return nil
 }
 
@@ -342,8 +344,8 @@ type PidInfo struct {
 // that is not deleted still reports its init pid, so containerd's restart
 // recovery does not take it for a leaked shim and lose its exit status.
 func (c *Container) Pids(ctx context.Context) ([]PidInfo, error) {
-	if c.init.mp.Reaped() {
-		return []PidInfo{{Pid: c.init.mp.Pid()}}, nil
+	if c.init.exit.Reaped() {
+		return []PidInfo{{Pid: c.init.exit.Pid()}}, nil
 	}
 	pids, err := c.runc.Ps(ctx, c.ID)
 	if err != nil {
@@ -352,7 +354,7 @@ func (c *Container) Pids(ctx context.Context) ([]PidInfo, error) {
 	byPid := map[int]string{}
 	c.mu.Lock()
 	for id, p := range c.execs {
-		if pid := p.mp.Pid(); pid > 0 {
+		if pid := p.exit.Pid(); pid > 0 {
 			byPid[pid] = id
 		}
 	}
@@ -386,7 +388,7 @@ func (c *Container) Checkpoint(ctx context.Context, path string, o *options.Chec
 	if err != nil {
 		return c.runcError(err)
 	}
-	c.task.Publish(TopicCheckpoint, &events.TaskCheckpointed{ContainerID: c.ID, Checkpoint: path})
+	c.domain.Publish(TopicCheckpoint, &events.TaskCheckpointed{ContainerID: c.ID, Checkpoint: path})
 	return nil
 }
 

@@ -17,6 +17,8 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+
+	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
 
 // Stdio is where a process's standard streams go, as containerd sends it:
@@ -87,8 +89,8 @@ func (p *pio) consoleSocket() runc.ConsoleSocket {
 }
 
 // attach starts copying once runc has created the process. A binary://
-// logger is started with env as its whole environment.
-func (p *pio) attach(ctx context.Context, env []string) error {
+// logger is started, reaped through mon, with env as its whole environment.
+func (p *pio) attach(ctx context.Context, mon *exitmon.Monitor, env []string) error {
 	if p.stdio.Terminal {
 		return p.attachConsole(ctx)
 	}
@@ -98,7 +100,7 @@ func (p *pio) attach(ctx context.Context, env []string) error {
 	if err := p.attachStdin(ctx, p.runcIO.Stdin()); err != nil {
 		return err
 	}
-	return p.attachOutputs(ctx, env)
+	return p.attachOutputs(ctx, mon, env)
 }
 
 func (p *pio) attachConsole(ctx context.Context) error {
@@ -152,10 +154,10 @@ func (p *pio) attachStdin(ctx context.Context, dst io.WriteCloser) error {
 	return nil
 }
 
-func (p *pio) attachOutputs(ctx context.Context, env []string) error {
+func (p *pio) attachOutputs(ctx context.Context, mon *exitmon.Monitor, env []string) error {
 	if isBinaryURI(p.stdio.Stdout) {
 		u, _ := url.Parse(p.stdio.Stdout)
-		return p.startLogger(u, env)
+		return p.startLogger(u, mon, env)
 	}
 	for _, s := range []struct {
 		uri string
@@ -268,7 +270,7 @@ func openOutput(ctx context.Context, uri string) (io.WriteCloser, error) {
 
 // startLogger runs a binary:// logging driver with the output pipes as
 // fds 3 and 4 and waits until it closes fd 5 to say it is ready.
-func (p *pio) startLogger(u *url.URL, env []string) error {
+func (p *pio) startLogger(u *url.URL, mon *exitmon.Monitor, env []string) error {
 	out, ok1 := p.runcIO.Stdout().(*os.File)
 	errf, ok2 := p.runcIO.Stderr().(*os.File)
 	if !ok1 || !ok2 {
@@ -291,7 +293,7 @@ func (p *pio) startLogger(u *url.URL, env []string) error {
 	// shim's environment (which holds containerd's addresses).
 	cmd.Env = append([]string{}, env...)
 	cmd.ExtraFiles = []*os.File{out, errf, w}
-	ch, err := monitor.StartCmd(cmd)
+	ch, err := mon.StartCmd(cmd)
 	w.Close()
 	if err != nil {
 		return fmt.Errorf("start logger %s: %w", u.Path, err)

@@ -38,15 +38,15 @@ var noPidfdSocket = &rateLog{msg: "no pidfd socket: opening pidfds by pid", peri
 // pidfd received on it is left open.
 func (c *Container) launch(ctx context.Context, pidFile string, run func(runc.PidfdSocket) error, undo func(context.Context)) (launched, error) {
 	r := c.receivePidfd()
-	tok := monitor.Begin()
+	tok := c.mon.Begin()
 	if err := run(r.socket()); err != nil {
-		monitor.Cancel(tok)
+		c.mon.Cancel(tok)
 		closeFd(r.stop())
 		return launched{}, err
 	}
 	pid, err := readPid(pidFile)
 	if err != nil {
-		monitor.Cancel(tok)
+		c.mon.Cancel(tok)
 		abort(ctx, r.wait(), undo)
 		return launched{}, fmt.Errorf("read pid file: %w", err)
 	}

@@ -78,9 +78,6 @@ type launchFixture struct {
 func newLaunchFixture(t *testing.T) *launchFixture {
 	t.Helper()
 	usePidfdDir(t)
-	old := monitor
-	monitor = exitmon.New(nil)
-	t.Cleanup(func() { monitor = old })
 	// The helper's runc "binary" is known to take --pidfd-socket.
 	command := "launch-helper-" + t.Name()
 	p := &runcProbe{known: true, ok: true}
@@ -93,7 +90,7 @@ func newLaunchFixture(t *testing.T) *launchFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { target.Process.Kill(); target.Wait() })
-	return &launchFixture{c: &Container{ID: "c", runc: &runc.Runc{Command: command}}, target: target, dir: t.TempDir()}
+	return &launchFixture{c: &Container{ID: "c", mon: exitmon.New(nil), runc: &runc.Runc{Command: command}}, target: target, dir: t.TempDir()}
 }
 
 // run returns launch's run function: it starts the helper in mode, reports
@@ -210,7 +207,7 @@ func TestLaunchLatePidfdClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(l.pidfd)
-	monitor.Cancel(l.tok)
+	f.c.mon.Cancel(l.tok)
 	if l.pid != f.target.Process.Pid || l.pidfd < 0 {
 		t.Fatalf("launched pid %d pidfd %d, want pid %d and a pidfd", l.pid, l.pidfd, f.target.Process.Pid)
 	}

@@ -22,7 +22,7 @@ type Process struct {
 	execID string
 	stdio  Stdio
 	spec   *specs.Process // exec only
-	mp     *exitmon.Process
+	exit   *exitmon.Exit  // how and when it ended, in its exit domain
 
 	mu       sync.Mutex
 	state    state
@@ -44,7 +44,7 @@ type ProcessState struct {
 // is stopped, whatever was stored.
 func (p *Process) currentLocked() state {
 	if p.state != stateDeleted {
-		if _, ok := p.mp.Exited(); ok {
+		if _, ok := p.exit.Exited(); ok {
 			return stateStopped
 		}
 	}
@@ -75,7 +75,7 @@ func (p *Process) beginStart() (state, error) {
 	if p.starting {
 		return next, fmt.Errorf("start already in progress: %w", errdefs.ErrFailedPrecondition)
 	}
-	if p.mp.NeverRan() {
+	if p.exit.NeverRan() {
 		return next, fmt.Errorf("process failed to start; delete it: %w", errdefs.ErrFailedPrecondition)
 	}
 	p.starting = true
@@ -101,11 +101,11 @@ func (p *Process) State() ProcessState {
 	p.mu.Lock()
 	s := p.currentLocked()
 	p.mu.Unlock()
-	ps := ProcessState{Pid: p.mp.Pid(), Status: string(s), Stdio: p.stdio}
+	ps := ProcessState{Pid: p.exit.Pid(), Status: string(s), Stdio: p.stdio}
 	if s == stateDeleted {
 		ps.Status = string(stateStopped)
 	}
-	if st, ok := p.mp.Exited(); ok {
+	if st, ok := p.exit.Exited(); ok {
 		ps.ExitCode, ps.ExitedAt = st.Code, st.ExitedAt
 	}
 	return ps
@@ -113,7 +113,7 @@ func (p *Process) State() ProcessState {
 
 // Wait blocks until the process's exit is reported.
 func (p *Process) Wait(ctx context.Context) (exitmon.Status, error) {
-	return p.mp.Wait(ctx)
+	return p.exit.Wait(ctx)
 }
 
 // signal sends sig to the process through its pidfd, so a recycled pid is
@@ -125,7 +125,7 @@ func (p *Process) signal(sig int) error {
 	var err error
 	if fd >= 0 {
 		err = unix.PidfdSendSignal(fd, unix.Signal(sig), nil, 0)
-	} else if pid := p.mp.Pid(); pid > 0 {
+	} else if pid := p.exit.Pid(); pid > 0 {
 		err = unix.Kill(pid, unix.Signal(sig))
 	} else {
 		// Never kill(0) or kill(-n): they signal the shim's own process

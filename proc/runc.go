@@ -19,24 +19,23 @@ import (
 // defaultRuncRoot is where runc keeps container state, per namespace.
 const defaultRuncRoot = "/run/containerd/runc"
 
-var monitor *exitmon.Monitor
-
-// UseMonitor makes every runc invocation (and logging driver) reap through
-// m. Call it once, before any container is created.
-func UseMonitor(m *exitmon.Monitor) {
-	monitor = m
-	runc.Monitor = runcMonitor{m}
+// ReapRuncThrough makes every runc invocation reap through m: go-runc
+// takes its ProcessMonitor only as a package global, runc.Monitor. Call it
+// once, before any container is created. Everything else in proc reaches
+// the exit monitor through the one Create was given.
+func ReapRuncThrough(m *exitmon.Monitor) {
+	runc.Monitor = runcReaper{m}
 }
 
-// runcMonitor adapts exitmon to go-runc's ProcessMonitor.
-type runcMonitor struct{ m *exitmon.Monitor }
+// runcReaper adapts exitmon to go-runc's ProcessMonitor.
+type runcReaper struct{ m *exitmon.Monitor }
 
-func (r runcMonitor) Start(c *exec.Cmd) (chan runc.Exit, error) {
+func (r runcReaper) Start(c *exec.Cmd) (chan runc.Exit, error) {
 	ch, err := r.m.StartCmd(c)
 	return started(c, ch, err)
 }
 
-func (r runcMonitor) StartLocked(c *exec.Cmd) (chan runc.Exit, error) {
+func (r runcReaper) StartLocked(c *exec.Cmd) (chan runc.Exit, error) {
 	ch, err := r.m.StartCmdLocked(c)
 	return started(c, ch, err)
 }
@@ -57,7 +56,7 @@ func started(c *exec.Cmd, ch <-chan exitmon.Status, err error) (chan runc.Exit, 
 	return out, nil
 }
 
-func (runcMonitor) Wait(c *exec.Cmd, ch chan runc.Exit) (int, error) {
+func (runcReaper) Wait(c *exec.Cmd, ch chan runc.Exit) (int, error) {
 	e := <-ch
 	_ = c.Wait() // already reaped: this only flushes output copies
 	return e.Status, nil

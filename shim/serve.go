@@ -63,7 +63,7 @@ func serve(ctx context.Context, f flags) error {
 	}
 	pub := newPublisher(os.Getenv(ttrpcAddressEnv), f.namespace)
 	mon := exitmon.New(pub)
-	proc.UseMonitor(mon)
+	proc.ReapRuncThrough(mon)
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()
 	go mon.Run(monCtx)

@@ -28,7 +28,7 @@ func socketAddress(containerdAddress, ns, group string) string {
 func socketPath(addr string) string { return strings.TrimPrefix(addr, "unix://") }
 
 // newServer is the ttrpc server of the task API and of everything else the
-// shim serves on its socket (the monitor endpoint of `counters` and
+// shim serves on its socket (the inspect endpoint of `counters` and
 // `stacks`): it completes a connection only from a peer with the shim's
 // own effective uid and gid (SO_PEERCRED), as containerd's stock shims do,
 // so file modes are not the only guard.

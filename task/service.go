@@ -70,7 +70,7 @@ func New(mon *exitmon.Monitor, namespace string, sd Shutdowner) *Service {
 // RegisterTTRPC registers the service on server.
 func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTTRPCTaskService(server, s)
-	s.registerMonitor(server)
+	s.registerInspect(server)
 	return nil
 }
 

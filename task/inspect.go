@@ -15,14 +15,15 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
 
-// MonitorService names the shim's own ttrpc endpoint that shows what it is
-// doing. Each method answers an Empty with a BytesValue: CountersMethod
+// InspectService names the shim's own ttrpc endpoint that shows what it is
+// doing (the inspect endpoint). Its wire name keeps the word Monitor for
+// the clients that already call it. Each method answers an Empty with a BytesValue: CountersMethod
 // holds Counters as JSON, StacksMethod every goroutine's stack as text.
 // RegisterTTRPC registers it beside the task API, on the same server and
 // socket and nowhere else, so it reaches exactly as far as the task API
 // does: the owner-only socket and the server's same-user handshake.
 const (
-	MonitorService = "containerd.watch.v1.Monitor"
+	InspectService = "containerd.watch.v1.Monitor"
 	CountersMethod = "Counters"
 	StacksMethod   = "Stacks"
 )
@@ -88,8 +89,8 @@ func heapLive() uint64 {
 	return sample[0].Value.Uint64()
 }
 
-func (s *Service) registerMonitor(server *ttrpc.Server) {
-	server.RegisterService(MonitorService, &ttrpc.ServiceDesc{
+func (s *Service) registerInspect(server *ttrpc.Server) {
+	server.RegisterService(InspectService, &ttrpc.ServiceDesc{
 		Methods: map[string]ttrpc.Method{
 			CountersMethod: func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				if err := unmarshal(&emptypb.Empty{}); err != nil {
@@ -126,7 +127,7 @@ func allStacks() []byte {
 // ReadStacks asks the shim serving client for its goroutine stacks.
 func ReadStacks(ctx context.Context, client *ttrpc.Client) ([]byte, error) {
 	var resp wrapperspb.BytesValue
-	if err := client.Call(ctx, MonitorService, StacksMethod, &emptypb.Empty{}, &resp); err != nil {
+	if err := client.Call(ctx, InspectService, StacksMethod, &emptypb.Empty{}, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Value, nil
@@ -135,7 +136,7 @@ func ReadStacks(ctx context.Context, client *ttrpc.Client) ([]byte, error) {
 // ReadCounters asks the shim serving client for its counters.
 func ReadCounters(ctx context.Context, client *ttrpc.Client) (Counters, error) {
 	var resp wrapperspb.BytesValue
-	if err := client.Call(ctx, MonitorService, CountersMethod, &emptypb.Empty{}, &resp); err != nil {
+	if err := client.Call(ctx, InspectService, CountersMethod, &emptypb.Empty{}, &resp); err != nil {
 		return Counters{}, err
 	}
 	var c Counters

@@ -19,12 +19,12 @@ const (
 	topicDelete = "/tasks/delete"
 )
 
-func newTestTask(t *testing.T, id string) (*Monitor, *Task, *recorder, string) {
+func newTestTask(t *testing.T, id string) (*Monitor, *Domain, *recorder, string) {
 	t.Helper()
 	rec := newRecorder()
 	m := New(rec)
 	bundle := t.TempDir()
-	tk, err := m.NewTask(bundle, Identity{ID: id, Sandbox: true})
+	tk, err := m.NewDomain(bundle, Identity{ID: id, Sandbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func newTestTask(t *testing.T, id string) (*Monitor, *Task, *recorder, string) {
 }
 
 // watch ties p to a fake pid, as a Start would.
-func watch(m *Monitor, p *Process, pid int) {
+func watch(m *Monitor, p *Exit, pid int) {
 	tok := m.Begin()
 	p.Watch(tok, pid, -1)
 }
@@ -211,7 +211,7 @@ func TestExecExitBeforeInitExit(t *testing.T) {
 	p.BeginStart()
 	watch(m, p, initPid)
 	p.Started(topicStart, "start")
-	var execs []*Process
+	var execs []*Exit
 	for i, pid := range []int{e1Pid, e2Pid} {
 		e, err := tk.AddExec(fmt.Sprintf("e%d", i+1))
 		if err != nil {

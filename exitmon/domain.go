@@ -21,12 +21,12 @@ type (
 	OOMEvent struct{ ContainerID string }
 )
 
-// Task is one container's exit domain: its init, its execs, its journal and
+// Domain is one container's exit domain (one task of containerd's API): its init, its execs, its journal and
 // its ordered event queue. It enforces the event order Create < Start <
 // Exit < Delete, every exec's exit before the init's, and nothing after
 // Delete. Exec exits queued next to each other are the only events whose
 // relative order is not kept. It is safe for concurrent use.
-type Task struct {
+type Domain struct {
 	id      string
 	who     Identity
 	mon     *Monitor
@@ -34,64 +34,64 @@ type Task struct {
 	q       *queue
 
 	mu         sync.Mutex
-	init       *Process
-	execs      map[string]*Process
+	init       *Exit
+	execs      map[string]*Exit
 	heldInit   *Status // init exit waiting for running execs to finish
 	oomCheck   func() bool
 	onInitExit func()
 	deleted    bool
 }
 
-// NewTask opens the task's journal in bundle and its event queue.
-func (m *Monitor) NewTask(bundle string, id Identity) (*Task, error) {
+// NewDomain opens the task's journal in bundle and its event queue.
+func (m *Monitor) NewDomain(bundle string, id Identity) (*Domain, error) {
 	j, err := createJournal(bundle, id)
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{id: id.ID, who: id, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, spillName)), execs: map[string]*Process{}}
-	t.init = &Process{task: t, done: make(chan struct{})}
+	t := &Domain{id: id.ID, who: id, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, spillName)), execs: map[string]*Exit{}}
+	t.init = &Exit{domain: t, done: make(chan struct{})}
 	return t, nil
 }
 
 // SetOOMCheck installs the function asked, synchronously at init exit,
 // whether the container was OOM-killed.
-func (t *Task) SetOOMCheck(fn func() bool) { t.mu.Lock(); t.oomCheck = fn; t.mu.Unlock() }
+func (t *Domain) SetOOMCheck(fn func() bool) { t.mu.Lock(); t.oomCheck = fn; t.mu.Unlock() }
 
 // SetInitExitHook installs a function run when init exits, before the exit
 // is reported (used to kill what is left in a shared pid namespace).
-func (t *Task) SetInitExitHook(fn func()) { t.mu.Lock(); t.onInitExit = fn; t.mu.Unlock() }
+func (t *Domain) SetInitExitHook(fn func()) { t.mu.Lock(); t.onInitExit = fn; t.mu.Unlock() }
 
 // Publish queues an event for the task, after every event queued before.
 // Events published after Delete are dropped.
-func (t *Task) Publish(topic string, ev any) {
+func (t *Domain) Publish(topic string, ev any) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.publishLocked(topic, ev)
 }
 
-func (t *Task) publishLocked(topic string, ev any) {
+func (t *Domain) publishLocked(topic string, ev any) {
 	if !t.deleted {
 		t.q.push(topic, ev)
 	}
 }
 
 // Init returns the task's init process.
-func (t *Task) Init() *Process { return t.init }
+func (t *Domain) Init() *Exit { return t.init }
 
 // AddExec registers a new exec process.
-func (t *Task) AddExec(execID string) (*Process, error) {
+func (t *Domain) AddExec(execID string) (*Exit, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.execs[execID]; ok {
 		return nil, errdefs.ErrAlreadyExists
 	}
-	p := &Process{task: t, execID: execID, done: make(chan struct{})}
+	p := &Exit{domain: t, execID: execID, done: make(chan struct{})}
 	t.execs[execID] = p
 	return p, nil
 }
 
 // RemoveExec forgets an exec (after its Delete), in the journal too.
-func (t *Task) RemoveExec(execID string) {
+func (t *Domain) RemoveExec(execID string) {
 	t.mu.Lock()
 	delete(t.execs, execID)
 	t.mu.Unlock()
@@ -103,7 +103,7 @@ func (t *Task) RemoveExec(execID string) {
 // Delete queues the final event and closes the queue: nothing is published
 // for the task after it. It returns a channel closed once every queued event
 // has been delivered.
-func (t *Task) Delete(topic string, ev any) <-chan struct{} {
+func (t *Domain) Delete(topic string, ev any) <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.publishLocked(topic, ev)
@@ -114,7 +114,7 @@ func (t *Task) Delete(topic string, ev any) <-chan struct{} {
 }
 
 // Abandon closes a task that was never created: no event, no journal.
-func (t *Task) Abandon() {
+func (t *Domain) Abandon() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.deleted = true
@@ -123,7 +123,7 @@ func (t *Task) Abandon() {
 }
 
 // onExit handles a reaped exit of p: journal first, then ordering.
-func (t *Task) onExit(p *Process, st Status) {
+func (t *Domain) onExit(p *Exit, st Status) {
 	if p.execID == "" {
 		t.mu.Lock()
 		check, hook := t.oomCheck, t.onInitExit
@@ -153,7 +153,7 @@ func (t *Task) onExit(p *Process, st Status) {
 }
 
 // finishLocked reports p's exit unless its Start is still being answered.
-func (t *Task) finishLocked(p *Process) {
+func (t *Domain) finishLocked(p *Exit) {
 	if p.starting || p.exit != nil || p.neverRan != nil {
 		return
 	}
@@ -180,7 +180,7 @@ func (t *Task) finishLocked(p *Process) {
 
 // runningExecsLocked counts execs that were started and whose exit has not
 // been reported yet.
-func (t *Task) runningExecsLocked() int {
+func (t *Domain) runningExecsLocked() int {
 	n := 0
 	for _, p := range t.execs {
 		if p.tracked && p.exit == nil {
@@ -196,12 +196,14 @@ const (
 	TopicOOM  = "/tasks/oom"
 )
 
-// Process is one tracked process of a task (its init or an exec).
-type Process struct {
-	task   *Task
+// Exit is the exit side of one process of a domain (its init or an exec):
+// its pid once watched, the gating of its start, and the waiters for its
+// exit. proc.Process holds one as its exit.
+type Exit struct {
+	domain *Domain
 	execID string
 
-	// guarded by task.mu
+	// guarded by domain.mu
 	pid      int
 	tracked  bool
 	starting bool
@@ -217,23 +219,23 @@ const neverRanCode = 255
 
 // BeginStart marks a Start in progress: an exit that arrives before
 // Started or StartFailed is held, so TaskExit never precedes TaskStart.
-func (p *Process) BeginStart() {
-	p.task.mu.Lock()
+func (p *Exit) BeginStart() {
+	p.domain.mu.Lock()
 	p.starting = true
-	p.task.mu.Unlock()
+	p.domain.mu.Unlock()
 }
 
 // Watch ties the process to pid, created after t was taken.
-func (p *Process) Watch(t Token, pid, pidfd int) {
-	p.task.mu.Lock()
+func (p *Exit) Watch(t Token, pid, pidfd int) {
+	p.domain.mu.Lock()
 	p.pid, p.tracked = pid, true
-	p.task.mu.Unlock()
-	p.task.mon.track(t, pid, pidfd, func(st Status) { p.task.onExit(p, st) })
+	p.domain.mu.Unlock()
+	p.domain.mon.track(t, pid, pidfd, func(st Status) { p.domain.onExit(p, st) })
 }
 
 // Started queues the start event and then releases a held exit.
-func (p *Process) Started(topic string, ev any) {
-	t := p.task
+func (p *Exit) Started(topic string, ev any) {
+	t := p.domain
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.publishLocked(topic, ev)
@@ -243,9 +245,9 @@ func (p *Process) Started(topic string, ev any) {
 // StartFailed ends a Start without a start event. A process that runc
 // never created (no pid was ever watched) will never exit: its waiters
 // are released as by Abandon.
-func (p *Process) StartFailed() {
-	p.task.mu.Lock()
-	defer p.task.mu.Unlock()
+func (p *Exit) StartFailed() {
+	p.domain.mu.Lock()
+	defer p.domain.mu.Unlock()
 	p.endStartLocked()
 	p.abandonLocked()
 }
@@ -254,13 +256,13 @@ func (p *Process) StartFailed() {
 // failed, or it is deleted before starting) with neverRanCode. It does
 // nothing for a process that was watched: its waiters get its real exit.
 // No event is published and nothing is journaled: there was no exit.
-func (p *Process) Abandon() {
-	p.task.mu.Lock()
-	defer p.task.mu.Unlock()
+func (p *Exit) Abandon() {
+	p.domain.mu.Lock()
+	defer p.domain.mu.Unlock()
 	p.abandonLocked()
 }
 
-func (p *Process) abandonLocked() {
+func (p *Exit) abandonLocked() {
 	if p.tracked || p.exit != nil || p.neverRan != nil {
 		return
 	}
@@ -269,30 +271,30 @@ func (p *Process) abandonLocked() {
 }
 
 // NeverRan reports whether the process was abandoned without ever running.
-func (p *Process) NeverRan() bool {
-	p.task.mu.Lock()
-	defer p.task.mu.Unlock()
+func (p *Exit) NeverRan() bool {
+	p.domain.mu.Lock()
+	defer p.domain.mu.Unlock()
 	return p.neverRan != nil
 }
 
-func (p *Process) endStartLocked() {
+func (p *Exit) endStartLocked() {
 	p.starting = false
-	if p.reaped != nil && !(p.execID == "" && p.task.heldInit != nil) {
-		p.task.finishLocked(p)
+	if p.reaped != nil && !(p.execID == "" && p.domain.heldInit != nil) {
+		p.domain.finishLocked(p)
 	}
 }
 
 // Pid returns the process's pid, 0 before it is known.
-func (p *Process) Pid() int {
-	p.task.mu.Lock()
-	defer p.task.mu.Unlock()
+func (p *Exit) Pid() int {
+	p.domain.mu.Lock()
+	defer p.domain.mu.Unlock()
 	return p.pid
 }
 
 // Exited returns the reported exit, if any.
-func (p *Process) Exited() (Status, bool) {
-	p.task.mu.Lock()
-	defer p.task.mu.Unlock()
+func (p *Exit) Exited() (Status, bool) {
+	p.domain.mu.Lock()
+	defer p.domain.mu.Unlock()
 	if p.exit == nil {
 		return Status{}, false
 	}
@@ -301,20 +303,20 @@ func (p *Process) Exited() (Status, bool) {
 
 // Reaped reports whether the process is gone, even if its exit is still
 // held for ordering.
-func (p *Process) Reaped() bool {
-	p.task.mu.Lock()
-	defer p.task.mu.Unlock()
+func (p *Exit) Reaped() bool {
+	p.domain.mu.Lock()
+	defer p.domain.mu.Unlock()
 	return p.reaped != nil
 }
 
 // Wait blocks until the exit is reported (or the process is abandoned,
 // see Abandon) or ctx ends. Any number of callers may wait; all get the
 // same status.
-func (p *Process) Wait(ctx context.Context) (Status, error) {
+func (p *Exit) Wait(ctx context.Context) (Status, error) {
 	select {
 	case <-p.done:
-		p.task.mu.Lock()
-		defer p.task.mu.Unlock()
+		p.domain.mu.Lock()
+		defer p.domain.mu.Unlock()
 		if p.neverRan != nil {
 			return *p.neverRan, nil
 		}
