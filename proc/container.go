@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+	"github.com/watchshim/containerd-shim-watch-v2/proc/cgroup"
 )
 
 // Event topics published by containers.
@@ -61,7 +62,7 @@ type Container struct {
 	opts   *options.Options
 	domain *exitmon.Domain
 	rootfs string
-	cg     *cgroup
+	cg     *cgroup.Group
 	init   *Process
 
 	// ownPidNS: the spec gives the container its own pid namespace.
@@ -133,10 +134,10 @@ func (c *Container) createInit(ctx context.Context, cfg CreateConfig) error {
 		return c.runcError(err)
 	}
 	p.launched(l.pidfd, io)
-	if c.cg, err = loadCgroup(l.pid); err != nil {
+	if c.cg, err = cgroup.Load(l.pid); err != nil {
 		log.G(ctx).WithError(err).Warn("load cgroup: stats and OOM detection unavailable")
 	} else {
-		c.domain.SetOOMCheck(c.cg.oomKilled)
+		c.domain.SetOOMCheck(c.cg.OOMKilled)
 	}
 	if !c.ownPidNS {
 		c.domain.SetInitExitHook(c.killRemaining)
@@ -331,7 +332,7 @@ func (c *Container) Stats(ctx context.Context) (*anypb.Any, error) {
 	if c.cg == nil {
 		return nil, fmt.Errorf("container cgroup unknown: %w", errdefs.ErrNotImplemented)
 	}
-	return c.cg.stats()
+	return c.cg.Stats()
 }
 
 // PidInfo is one process of a container.

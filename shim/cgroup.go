@@ -13,12 +13,12 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/proc"
+	"github.com/watchshim/containerd-shim-watch-v2/proc/cgroup"
 )
 
 // applyShimCgroup moves the server into the ShimCgroup of the runtime
@@ -110,13 +110,8 @@ var v1Hierarchies = []string{
 }
 
 func joinCgroup(path string, pid int) error {
-	var st unix.Statfs_t
-	unified := unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
-	return joinCgroupAt(cgroupRoot, unified, path, pid)
+	return joinCgroupAt(cgroup.Root, cgroup.Unified(), path, pid)
 }
-
-// cgroupRoot is where cgroupfs is mounted.
-const cgroupRoot = "/sys/fs/cgroup"
 
 // joinCgroupAt moves pid into the cgroup path: the unified one on cgroup v2;
 // on v1 every hierarchy where the cgroup exists. A cgroup that exists

@@ -1,4 +1,4 @@
-package exitmon
+package cgroup
 
 import (
 	"os"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestOOMKilled(t *testing.T) {
+func TestOOMKilledAt(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		files map[string]string
@@ -32,12 +32,12 @@ func TestOOMKilled(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := OOMKilled(dir); got != tc.want {
-				t.Fatalf("OOMKilled = %v, want %v", got, tc.want)
+			if got := oomKilledAt(dir); got != tc.want {
+				t.Fatalf("oomKilledAt = %v, want %v", got, tc.want)
 			}
 		})
 	}
-	if OOMKilled(filepath.Join(t.TempDir(), "missing")) {
-		t.Fatal("OOMKilled of a missing cgroup is true")
+	if oomKilledAt(filepath.Join(t.TempDir(), "missing")) {
+		t.Fatal("oomKilledAt of a missing cgroup is true")
 	}
 }

@@ -1,4 +1,4 @@
-package proc
+package cgroup
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/log"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
@@ -256,4 +257,12 @@ func statV2Library(root, group string) (_ *v2.Metrics, err error) {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	return m.Stat()
+}
+
+// quietLog silences what cgroups/v3 logs about what it cannot parse, for a
+// fuzz run.
+func quietLog(f *testing.F) {
+	old := log.GetLevel()
+	_ = log.SetLevel("fatal")
+	f.Cleanup(func() { log.L.Logger.SetLevel(old) })
 }

@@ -1,4 +1,4 @@
-package proc
+package cgroup
 
 import (
 	"fmt"
@@ -98,7 +98,7 @@ func write(t testing.TB, path, content string) {
 // TestStatsV1MatchesLibraryOnHost copies this process's own cgroup v1 files
 // (whatever the host has mounted) and compares both readers on the copy.
 func TestStatsV1MatchesLibraryOnHost(t *testing.T) {
-	if unified() {
+	if Unified() {
 		t.Skip("host runs cgroup v2 only")
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")
@@ -269,13 +269,13 @@ func TestParseProcCgroup(t *testing.T) {
 // BenchmarkStats reads this process's own cgroup the way the shim answers
 // Stats (b.N calls; compare allocs/op with BenchmarkStatsLibrary).
 func BenchmarkStats(b *testing.B) {
-	g, err := loadCgroup(os.Getpid())
+	g, err := Load(os.Getpid())
 	if err != nil {
 		b.Skip(err)
 	}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if _, err := g.stats(); err != nil {
+		if _, err := g.Stats(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -284,7 +284,7 @@ func BenchmarkStats(b *testing.B) {
 // BenchmarkStatsLibrary is BenchmarkStats through cgroups/v3 and
 // proto.Marshal, as the shim did before.
 func BenchmarkStatsLibrary(b *testing.B) {
-	if unified() {
+	if Unified() {
 		b.Skip("cgroup v1 only")
 	}
 	cg, err := cgroup1.Load(cgroup1.PidPath(os.Getpid()))

@@ -1,4 +1,4 @@
-package proc
+package cgroup
 
 import (
 	"fmt"
@@ -284,7 +284,7 @@ func TestStatsV2Broken(t *testing.T) {
 // PSI are there), and compares both readers on the copy.
 func TestStatsV2MatchesLibraryOnHost(t *testing.T) {
 	mount := cgroupRoot
-	if !unified() {
+	if !Unified() {
 		mount = filepath.Join(cgroupRoot, "unified")
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")
@@ -321,10 +321,10 @@ func TestStatsV2MatchesLibraryOnHost(t *testing.T) {
 // (b.N calls; compare with BenchmarkStatsV2Library).
 func BenchmarkStatsV2(b *testing.B) {
 	root := benchFixtureV2(b)
-	g := &cgroup{v2: root + "/pod/ctr"}
+	g := &Group{v2: root + "/pod/ctr"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := g.stats(); err != nil {
+		if _, err := g.Stats(); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package exitmon
+package cgroup
 
 import (
 	"bufio"
@@ -8,12 +8,12 @@ import (
 	"strings"
 )
 
-// OOMKilled reports whether the kernel's OOM killer has killed a process in
-// the memory cgroup at dir. It reads the oom_kill counter of cgroup v2
+// oomKilledAt reports whether the kernel's OOM killer has killed a process
+// in the memory cgroup at dir. It reads the oom_kill counter of cgroup v2
 // (memory.events) or, failing that, of cgroup v1 (memory.oom_control).
 // Read synchronously at init exit, it cannot lose the race an
 // asynchronous notification can.
-func OOMKilled(dir string) bool {
+func oomKilledAt(dir string) bool {
 	for _, name := range []string{"memory.events", "memory.oom_control"} {
 		if n, ok := readCounter(filepath.Join(dir, name), "oom_kill"); ok {
 			return n > 0

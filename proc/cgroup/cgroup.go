@@ -1,4 +1,4 @@
-package proc
+package cgroup
 
 import (
 	"bytes"
@@ -8,15 +8,17 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
 )
 
-// cgroupRoot is where cgroupfs is mounted; tests point it elsewhere.
-var cgroupRoot = "/sys/fs/cgroup"
+// Root is where cgroupfs is mounted.
+const Root = "/sys/fs/cgroup"
 
-// cgroup is a container's cgroup, v1 or v2, found from its init's pid.
-type cgroup struct {
+// cgroupRoot is Root; tests point it elsewhere.
+var cgroupRoot = Root
+
+// Group is a container's cgroup, v1 or v2, found from its init's pid.
+// Its methods are safe for concurrent use.
+type Group struct {
 	v2     string // the unified directory, or "" on cgroup v1
 	v1     v1Dirs
 	memDir string // where memory.events or memory.oom_control live
@@ -26,27 +28,29 @@ type cgroup struct {
 	out pbuf
 }
 
-// unified reports whether cgroupRoot is a cgroup v2 mount (not v1 or hybrid).
-func unified() bool {
+// Unified reports whether cgroupfs is a cgroup v2 mount (not v1 or hybrid).
+func Unified() bool {
 	var st unix.Statfs_t
 	return unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 }
 
-func loadCgroup(pid int) (*cgroup, error) {
+// Load finds the cgroup of the process pid: its unified directory on
+// cgroup v2, else the directory of each v1 controller that has statistics.
+func Load(pid int) (*Group, error) {
 	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cgroup", procRoot, pid))
 	if err != nil {
 		return nil, err
 	}
 	paths := parseProcCgroup(b)
-	if unified() {
+	if Unified() {
 		p, ok := paths[""]
 		if !ok {
 			return nil, fmt.Errorf("pid %d: no cgroup v2 entry", pid)
 		}
 		dir := cgroupRoot + p
-		return &cgroup{v2: dir, memDir: dir}, nil
+		return &Group{v2: dir, memDir: dir}, nil
 	}
-	g := &cgroup{}
+	g := &Group{}
 	for _, c := range []struct {
 		name string
 		dir  *string
@@ -97,9 +101,9 @@ func parseProcCgroup(b []byte) map[string]string {
 	return paths
 }
 
-// stats returns the cgroup's metrics: io.containerd.cgroups.v1.Metrics or
+// Stats returns the cgroup's metrics: io.containerd.cgroups.v1.Metrics or
 // v2.Metrics, encoded.
-func (g *cgroup) stats() (*anypb.Any, error) {
+func (g *Group) Stats() (*anypb.Any, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.out.b = g.out.b[:0]
@@ -117,5 +121,6 @@ func (g *cgroup) stats() (*anypb.Any, error) {
 	return &anypb.Any{TypeUrl: url, Value: bytes.Clone(g.out.b)}, nil
 }
 
-// oomKilled reads the memory cgroup's OOM kill counter.
-func (g *cgroup) oomKilled() bool { return g.memDir != "" && exitmon.OOMKilled(g.memDir) }
+// OOMKilled reports whether the kernel's OOM killer has killed a process in
+// the cgroup, from the memory controller's oom_kill counter.
+func (g *Group) OOMKilled() bool { return g.memDir != "" && oomKilledAt(g.memDir) }

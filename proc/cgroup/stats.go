@@ -1,4 +1,4 @@
-package proc
+package cgroup
 
 // The shim answers Stats by reading the container's cgroup files and
 // writing the io.containerd.cgroups.v1/v2 Metrics message straight into
