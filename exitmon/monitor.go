@@ -87,9 +87,9 @@ func (m *Monitor) runSignals(ctx context.Context) {
 //
 // Each exit is handed over as soon as it is reaped, and the loop yields so
 // that its watcher runs before the next child is reaped: reaping is a raw
-// system call that keeps the one P, so without the yield a burst of 200
-// exits would all wait for the whole loop (~100 µs per child) before the
-// first event went out.
+// system call that keeps the one P, so without the yield a burst of
+// exits would all wait for the whole loop before the first event went out
+// (docs/performance.md, "Costs behind code comments").
 func (m *Monitor) reap() int {
 	n := 0
 	for {

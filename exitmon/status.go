@@ -1,11 +1,3 @@
-// Package exitmon is the shim's exit monitor: it reaps every child and
-// orphan of the shim, matches exits to the processes the shim tracks (even
-// exits that happen before the caller learned the pid), journals every exit
-// before anyone is told, releases Wait callers and feeds an ordered,
-// never-evicting event outbox.
-//
-// exitmon knows nothing about runc or ttrpc: callers hand it pids, pidfds and
-// a Publisher.
 package exitmon
 
 import (

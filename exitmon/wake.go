@@ -20,7 +20,7 @@ const sweepEvery = time.Second
 //
 // SIGCHLD through os/signal costs every shim two OS threads for life: Go
 // parks one in the signal queue and locks another to keep signal masks. A
-// shim at rest then had five or six threads (each with 48 KiB of Go stacks)
+// shim at rest then had five or six threads, each with its own Go stacks,
 // where four do. Instead, every tracked process has a pidfd in an
 // epoll set of our own; the epoll fd sits in Go's netpoller like a socket,
 // so an exit wakes the scheduler's own epoll wait directly: no signal

@@ -31,8 +31,7 @@ const (
 //
 // The shim decodes only this and not specs.Spec on purpose: encoding/json
 // keeps its reflection data for every type it ever decoded for the life of
-// the process, and for specs.Spec's type tree that is ~150 KiB in every
-// shim. Add a field here only when the shim needs it.
+// the process, and specs.Spec's type tree is large (docs/performance.md). Add a field here only when the shim needs it.
 type ociSpec struct {
 	// Process is only checked for presence: a spec without one is
 	// invalid (runc gets the real one from config.json).

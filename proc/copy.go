@@ -19,8 +19,8 @@ package proc
 // through syscall.RawConn, returning false from the callbacks on EAGAIN.
 // Making the fds blocking instead would be simpler but would park one OS
 // thread in splice per stream for the container's life: a thread costs its
-// g0 and signal stacks (~48 KiB) plus a kernel stack, more than the buffer
-// this removes.
+// g0 and signal stacks plus a kernel stack, more than the buffer this
+// removes (docs/performance.md).
 //
 // Two fds, one wait: splice with SPLICE_F_NONBLOCK fails with EAGAIN both
 // when the source is empty and when the destination is full, and does not

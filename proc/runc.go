@@ -1,6 +1,3 @@
-// Package proc holds containers and their processes: the init and exec
-// state machines over go-runc, their stdio, rootfs and cgroup. It knows
-// nothing about ttrpc; exits come from exitmon.
 package proc
 
 import (

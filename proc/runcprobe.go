@@ -18,8 +18,8 @@ import (
 )
 
 // Whether a runc binary takes --pidfd-socket (runc 1.2 or newer) is found
-// out by running `runc --version`: ~20 ms, on the path of a pod's start when
-// its shim's first Create waits for it. The answer is kept per binary in the
+// out by running `runc --version`, on the path of a pod's start when its
+// shim's first Create waits for it (its cost: docs/performance.md). The answer is kept per binary in the
 // shim (runcProbes) and across the node's shims in probeCacheDir, keyed by
 // the binary's path, inode, size and modification time, so that only the
 // first shim after runc is installed or replaced runs it. WarmRuncProbe

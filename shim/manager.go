@@ -1,7 +1,3 @@
-// Package shim is the shim manager: the `start` action (pod grouping,
-// socket, spawning the server), the `delete` action (cleanup after the
-// server died, answered from the exit journal) and the plugin that wires
-// the task service into containerd's shim framework.
 package shim
 
 import (

@@ -88,7 +88,7 @@ func trimDue(since uint64, quietFor, sinceTrim, period time.Duration) bool {
 // trimThreads ends idle OS threads beyond keep. Go keeps every thread it
 // ever started: one per syscall that blocked while others ran, so a burst
 // of runc invocations leaves a shim with threads it never needs again, each
-// holding 48 KiB of Go stacks (g0 and signal). A goroutine that exits while
+// holding its g0 and signal stacks. A goroutine that exits while
 // locked to its thread takes the thread with it; the scheduler moves on to
 // an idle one. Threads locked by others (runc children with a parent-death
 // signal) are not touched: a locked thread runs no other goroutine.

@@ -1,6 +1,3 @@
-// Package task serves containerd's TaskService (task v3) over ttrpc. It
-// validates requests, maps errdefs errors to ttrpc status codes and calls
-// into proc; it holds no lifecycle logic of its own.
 package task
 
 import (
@@ -49,7 +46,7 @@ type Service struct {
 	// accepted and lost with the process.
 	closing   bool
 	idleSince time.Time
-	onIdle        func()
+	onIdle    func()
 }
 
 // Shutdowner is told when the shim serves no task any more.
