@@ -28,7 +28,10 @@ func Crun() string {
 //     /sys/fs/cgroup/unified has a controller ("cgroups in hybrid mode not
 //     supported", whatever --cgroup-manager), as here, where hugetlb is
 //     not mounted as v1: crun runs in a mount namespace of its own where
-//     a tmpfs hides that hierarchy, so it sees plain cgroup v1.
+//     a tmpfs hides that hierarchy, so it sees plain cgroup v1. Every
+//     other mount keeps its propagation (shared mounts stay peers of the
+//     host's, as CRI's rshared and rslave volumes need); the hierarchy is
+//     made private there first, so the tmpfs never reaches the host.
 //
 // unshare and sh exec, so crun keeps the pid go-runc started.
 const crunCompatScript = `#!/bin/sh
@@ -41,7 +44,8 @@ if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
 	sed -i 's/"ociVersion": *"1\.[2-9][^"]*"/"ociVersion":"1.1.0"/' "$bundle/config.json"
 fi
 if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
-	exec unshare --mount --propagation private sh -c 'mount -t tmpfs crun-compat /sys/fs/cgroup/unified && exec "$0" "$@"' %s "$@"
+	exec unshare --mount --propagation unchanged sh -c 'mount --make-private /sys/fs/cgroup/unified &&
+		mount -t tmpfs crun-compat /sys/fs/cgroup/unified && exec "$0" "$@"' %s "$@"
 fi
 exec %s "$@"
 `
