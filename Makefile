@@ -6,14 +6,14 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 BIN      := .bin
 SHIM     := $(BIN)/containerd-shim-watch-v2
 PREFIX   ?= /usr/local
-WATCH_CONTAINERD_VERSIONS ?= 2.2 2.4
+WATCH_CONTAINERD_VERSIONS ?= 2.2 2.3 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build deps unit e2e test demo install lint critest bench fuzz
+.PHONY: help build deps unit e2e test demo install lint critest critest-crun bench fuzz
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # GOEXPERIMENT=nogreenteagc: Go 1.26's new collector keeps ~150 KiB more
 # resident per shim at rest (measured with TestMemLab, tests/bench); a shim's
@@ -21,13 +21,13 @@ help: ## List the targets
 build: ## Build the shim into .bin/containerd-shim-watch-v2 (default): static, like containerd's release shims
 	CGO_ENABLED=0 GOEXPERIMENT=nogreenteagc go build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(SHIM) ./cmd/containerd-shim-watch-v2
 
-deps: ## Install Debian packages, build containerd 2.2/2.4, runc, crictl, critest and test images into .bin/
+deps: ## Install Debian packages (crun among them), build containerd WATCH_CONTAINERD_VERSIONS and 2.4, runc, crictl, critest and test images into .bin/
 	scripts/install-deps.sh
 
 unit: ## Run the unit tests (no root needed)
 	go test ./...
 
-e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSIONS ("2.2 2.4"); E2E_RUN=regexp selects tests
+e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSIONS ("2.2 2.3 2.4"); E2E_RUN=regexp selects tests
 	@[ "$$(id -u)" = 0 ] || { echo "e2e: needs root"; exit 1; }
 	go test -tags e2e -count=1 -timeout 40m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
 
@@ -50,6 +50,10 @@ fuzz: ## Run each fuzz target for FUZZTIME (5s); longer by hand: make fuzz FUZZT
 critest: deps build ## Run critest against handlers runc and watch on one containerd 2.4 and compare
 	@[ "$$(id -u)" = 0 ] || { echo "critest: needs root"; exit 1; }
 	cd tests/critest && go test -tags e2e,critest -count=1 -timeout 40m -v -run '^TestCritest$$' .
+
+critest-crun: deps build ## Run critest as `critest` does, with Debian's crun (crun-compat) as both handlers' BinaryName
+	@[ "$$(id -u)" = 0 ] || { echo "critest: needs root"; exit 1; }
+	cd tests/critest && CRITEST_RUNTIME_BINARY=crun-compat go test -tags e2e,critest -count=1 -timeout 40m -v -run '^TestCritest$$' .
 
 bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BENCH_REPS=3); writes bench-results/latest/
 	@[ "$$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }

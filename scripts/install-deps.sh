@@ -8,7 +8,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/.bin"
 TOOLS="$ROOT/tests/tools"
-PACKAGES=(busybox-static libseccomp-dev pkg-config containernetworking-plugins iproute2 gcc libc6-dev)
+# crun: Debian's, the OCI runtime of the crun e2e rows and `make critest-crun`.
+PACKAGES=(busybox-static libseccomp-dev pkg-config containernetworking-plugins iproute2 gcc libc6-dev crun)
 
 log() { echo "install-deps: $*" >&2; }
 
@@ -66,9 +67,22 @@ build_containerd() {
 		env CGO_ENABLED=0 go build -ldflags "-s -w -extldflags -static" -o "$BIN/containerd-$v/" "$pkg/containerd-shim-runc-v2"
 }
 
+# containerd_versions prints the containerd lines to build: those of
+# WATCH_CONTAINERD_VERSIONS (default 2.2 2.3 2.4), and 2.4 always (critest
+# and the benchmark run on it).
+containerd_versions() {
+	local v out=" ${WATCH_CONTAINERD_VERSIONS:-2.2 2.3 2.4} "
+	[[ "$out" == *" 2.4 "* ]] || out+="2.4"
+	for v in $out; do
+		[ -d "$TOOLS/containerd-$v" ] || { log "no tests/tools/containerd-$v for containerd $v"; return 1; }
+		echo "$v"
+	done
+}
+
 build_tools() {
-	build_containerd 2.2
-	build_containerd 2.4
+	local v versions
+	versions="$(containerd_versions)"
+	for v in $versions; do build_containerd "$v"; done
 	build runc runc runc env CGO_ENABLED=1 go build -tags seccomp -o "$BIN/runc" github.com/opencontainers/runc
 	build critools crictl crictl go build -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
 	build critools critest critest go test -c -o "$BIN/critest" sigs.k8s.io/cri-tools/cmd/critest

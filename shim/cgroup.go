@@ -42,7 +42,7 @@ func applyShimCgroup(ctx context.Context, pid int) {
 
 // startOptions finds the runtime options in what containerd writes to a
 // starting shim's stdin: containerd 2.2 writes the options (a protobuf
-// Any); 2.4 writes its bootstrap parameters
+// Any); 2.3 and 2.4 write their bootstrap parameters
 // (containerd.runtime.bootstrap.v1.BootstrapParams), which carry them as an
 // extension (field 8, an Extension whose field 1 is the Any). nil when
 // there are none.

@@ -69,7 +69,8 @@ func marshalAny(t testing.TB, m proto.Message) []byte {
 }
 
 // bootstrapStdin encodes containerd 2.4's BootstrapParams (its
-// runtime/bootstrap/v1 API) with ext as the one extension's Any.
+// runtime/bootstrap/v1 API) with ext as the one extension's Any; 2.3
+// writes the same message (api v1.11, same fields and numbers).
 func bootstrapStdin(ext []byte) []byte {
 	var b []byte
 	b = protowire.AppendTag(b, 1, protowire.BytesType)

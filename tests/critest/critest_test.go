@@ -6,8 +6,13 @@
 // stand-ins served by a registry on 127.0.0.1, pods get addresses from a
 // CNI bridge on a private subnet. It prints both summaries and the specs
 // whose results differ, and fails when a spec fails or results differ.
+// With CRITEST_RUNTIME_BINARY set (crun-compat, or a binary's name or
+// path) both handlers run that OCI runtime instead of runc, through their
+// options' BinaryName; crun-compat is Debian's crun adapted to containerd
+// 2.x (harness.CrunCompat).
 //
-// Run as root: make critest (go test -tags e2e,critest in this directory).
+// Run as root: make critest (go test -tags e2e,critest in this directory);
+// make critest-crun for crun.
 package critest
 
 import (
@@ -43,6 +48,10 @@ func TestCritest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	oci, err := ociRuntime(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 
 	// Registered first, so it runs last: after containerd's cleanup.
@@ -68,7 +77,7 @@ func TestCritest(t *testing.T) {
 	}
 	logf("pushed %d stand-in images to the local registry (fingerprint %.16s)", len(images), fp)
 
-	c := harness.Start(t, harness.Options{Version: "2.4"})
+	c := harness.Start(t, harness.Options{Version: "2.4", OCIRuntime: oci})
 	dir = c.Dir
 	// The temp dir is 0700: user-namespaced pods (their root is an
 	// unprivileged host uid) must be able to traverse it to their rootfs.
@@ -81,11 +90,15 @@ func TestCritest(t *testing.T) {
 	if err := c.Restart(); err != nil {
 		t.Fatalf("restart containerd: %v", err)
 	}
-	logf("containerd 2.4 in %s", c.Dir)
+	logf("containerd 2.4 in %s, OCI runtime %s", c.Dir, or(oci, "runc"))
 
 	results := map[string]map[string]specResult{}
 	for _, h := range handlers {
-		res, summary, err := runCritest(c, critestBin, h, skips)
+		name := h
+		if oci != "" {
+			name += "-" + filepath.Base(oci)
+		}
+		res, summary, err := runCritest(c, critestBin, h, name, skips)
 		if err != nil {
 			t.Errorf("critest %s: %v", h, err)
 		}
@@ -116,6 +129,28 @@ func TestCritest(t *testing.T) {
 		}
 	}
 	fmt.Printf("critest run time: %s\n", time.Since(start).Round(time.Second))
+}
+
+// ociRuntime resolves CRITEST_RUNTIME_BINARY: "" (runc, the default) when
+// unset, crun-compat written into dir, else the path of the binary it
+// names.
+func ociRuntime(dir string) (string, error) {
+	name := os.Getenv("CRITEST_RUNTIME_BINARY")
+	switch name {
+	case "":
+		return "", nil
+	case "crun-compat":
+		path, err := harness.CrunCompat(dir)
+		if err == nil && path == "" {
+			err = fmt.Errorf("CRITEST_RUNTIME_BINARY=crun-compat: crun not installed")
+		}
+		return path, err
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("CRITEST_RUNTIME_BINARY: %w", err)
+	}
+	return filepath.Abs(path)
 }
 
 // readSkips reads the skip regexps of path: one a line, "#" comments.

@@ -62,8 +62,8 @@ var summaryRE = regexp.MustCompile(`Ran \d+ of \d+ Specs.*|(SUCCESS|FAIL)! -- .*
 
 // runCritest runs critest against handler h and returns the per-spec
 // results from its JSON report and ginkgo's summary. Its full output and
-// report stay in .bin/critest-logs.
-func runCritest(c *harness.Containerd, critest, h string, skips []string) (map[string]specResult, string, error) {
+// report stay in .bin/critest-logs, named name.log and name.json.
+func runCritest(c *harness.Containerd, critest, h, name string, skips []string) (map[string]specResult, string, error) {
 	bin, err := harness.BinDir()
 	if err != nil {
 		return nil, "", err
@@ -72,8 +72,8 @@ func runCritest(c *harness.Containerd, critest, h string, skips []string) (map[s
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, "", err
 	}
-	logPath := filepath.Join(logDir, h+".log")
-	jsonPath := filepath.Join(logDir, h+".json")
+	logPath := filepath.Join(logDir, name+".log")
+	jsonPath := filepath.Join(logDir, name+".json")
 	os.Remove(jsonPath)
 	ep := "unix://" + c.Address
 	args := []string{

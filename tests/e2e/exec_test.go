@@ -21,69 +21,71 @@ import (
 // TestScenarioExecExitCodes: an exec returns its exit code, and 50
 // concurrent execs in one container each return their own.
 func TestScenarioExecExitCodes(t *testing.T) {
-	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		events := subscribe(t, c)
-		tc := scTasks(t, c)
-		scRunDetached(t, c, rt, "x", "sleep", "600")
-		init := scWaitStatus(t, c, tc, "x", tasktypes.Status_RUNNING)
-		_, err := c.Ctr("tasks", "exec", "--exec-id", "e1", "x", "sh", "-c", "exit 4")
-		if code := harness.ExitCode(err); code != 4 {
-			t.Fatalf("exec e1 exit code %d, want 4 (err %v)", code, err)
+	forEach(t, execExitCodes)
+}
+
+func execExitCodes(t *testing.T, c *harness.Containerd, rt runtime) {
+	events := subscribe(t, c)
+	tc := scTasks(t, c)
+	scRunDetached(t, c, rt, "x", "sleep", "600")
+	init := scWaitStatus(t, c, tc, "x", tasktypes.Status_RUNNING)
+	_, err := c.Ctr("tasks", "exec", "--exec-id", "e1", "x", "sh", "-c", "exit 4")
+	if code := harness.ExitCode(err); code != 4 {
+		t.Fatalf("exec e1 exit code %d, want 4 (err %v)", code, err)
+	}
+	const n = 50
+	codes := make([]int, n+1)
+	errs := make([]error, n+1)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := c.Ctr("tasks", "exec", "--exec-id", fmt.Sprintf("e%d", i+1), "x",
+				"sh", "-c", fmt.Sprintf("exit %d", i%256))
+			codes[i], errs[i] = harness.ExitCode(err), err
+		}(i)
+	}
+	wg.Wait()
+	t.Logf("%s: %d concurrent execs took %s", rt.Handler, n, time.Since(start).Round(time.Millisecond))
+	for i := 1; i <= n; i++ {
+		if codes[i] != i%256 {
+			t.Errorf("exec e%d exit code %d, want %d (err %v)", i+1, codes[i], i%256, errs[i])
 		}
-		const n = 50
-		codes := make([]int, n+1)
-		errs := make([]error, n+1)
-		var wg sync.WaitGroup
-		start := time.Now()
-		for i := 1; i <= n; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				_, err := c.Ctr("tasks", "exec", "--exec-id", fmt.Sprintf("e%d", i+1), "x",
-					"sh", "-c", fmt.Sprintf("exit %d", i%256))
-				codes[i], errs[i] = harness.ExitCode(err), err
-			}(i)
-		}
-		wg.Wait()
-		t.Logf("%s: %d concurrent execs took %s", rt.Handler, n, time.Since(start).Round(time.Millisecond))
-		for i := 1; i <= n; i++ {
-			if codes[i] != i%256 {
-				t.Errorf("exec e%d exit code %d, want %d (err %v)", i+1, codes[i], i%256, errs[i])
+	}
+	if p := scGet(t, c, tc, "x"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
+		t.Errorf("init after execs: %s pid %d, want RUNNING pid %d", p.Status, p.Pid, init.Pid)
+	}
+	if pids := scPids(t, c, tc, "x"); len(pids) != 1 {
+		t.Errorf("pids after all execs exited: %v, want only init", pids)
+	}
+	// Each exec's exit event carries its own id and status, once.
+	exits := map[string][]uint32{}
+	timeout := time.After(3 * time.Second)
+drain:
+	for {
+		select {
+		case e := <-events:
+			if e.Topic == "/tasks/exit" && e.ContainerID == "x" {
+				exits[e.ID] = append(exits[e.ID], e.ExitStatus)
 			}
+		case <-timeout:
+			break drain
 		}
-		if p := scGet(t, c, tc, "x"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
-			t.Errorf("init after execs: %s pid %d, want RUNNING pid %d", p.Status, p.Pid, init.Pid)
+	}
+	if got := exits["e1"]; len(got) != 1 || got[0] != 4 {
+		t.Errorf("exit events of e1: %v, want [4]", got)
+	}
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("e%d", i+1)
+		if got := exits[id]; len(got) != 1 || got[0] != uint32(i%256) {
+			t.Errorf("exit events of %s: %v, want [%d]", id, got, i%256)
 		}
-		if pids := scPids(t, c, tc, "x"); len(pids) != 1 {
-			t.Errorf("pids after all execs exited: %v, want only init", pids)
-		}
-		// Each exec's exit event carries its own id and status, once.
-		exits := map[string][]uint32{}
-		timeout := time.After(3 * time.Second)
-	drain:
-		for {
-			select {
-			case e := <-events:
-				if e.Topic == "/tasks/exit" && e.ContainerID == "x" {
-					exits[e.ID] = append(exits[e.ID], e.ExitStatus)
-				}
-			case <-timeout:
-				break drain
-			}
-		}
-		if got := exits["e1"]; len(got) != 1 || got[0] != 4 {
-			t.Errorf("exit events of e1: %v, want [4]", got)
-		}
-		for i := 1; i <= n; i++ {
-			id := fmt.Sprintf("e%d", i+1)
-			if got := exits[id]; len(got) != 1 || got[0] != uint32(i%256) {
-				t.Errorf("exit events of %s: %v, want [%d]", id, got, i%256)
-			}
-		}
-		if len(exits) != n+1 {
-			t.Errorf("exit events for %d processes, want %d: %v", len(exits), n+1, exits)
-		}
-	})
+	}
+	if len(exits) != n+1 {
+		t.Errorf("exit events for %d processes, want %d: %v", len(exits), n+1, exits)
+	}
 }
 
 // TestScenarioExecTTY: a TTY exec sees the size of ctr's terminal

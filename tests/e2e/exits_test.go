@@ -118,31 +118,33 @@ func waitExited(t *testing.T, c *harness.Containerd, id string) criStatus {
 // TaskExit it reports: watch answers from its exit journal (7), stock
 // always says 137.
 func TestShimKilledAfterExit(t *testing.T) {
-	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		events := subscribe(t, c)
-		mustCtr(t, c, "run", "-d", "--runtime", rt.Type, harness.BusyboxImage, "seven", "sh", "-c", "exit 7")
-		first := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
-		if first.ExitStatus != 7 {
-			t.Fatalf("%s: first TaskExit status %d, want 7", rt.Handler, first.ExitStatus)
-		}
-		pids := c.ShimPids(rt.Handler)
-		if len(pids) != 1 {
-			t.Fatalf("%s: shims %v, want one", rt.Handler, pids)
-		}
-		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		after := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
-		switch {
-		case after.ExitStatus == 7:
-			t.Logf("%s: after shim SIGKILL containerd reported exit 7", rt.Handler)
-		case rt.Handler == "watch":
-			t.Errorf("watch: after shim SIGKILL containerd reported exit %d, want 7", after.ExitStatus)
-		default:
-			t.Logf("KNOWN STOCK BUG: %s: after shim SIGKILL containerd reported exit %d, true exit 7", rt.Handler, after.ExitStatus)
-		}
-		c.Ctr("containers", "delete", "seven")
-	})
+	forEach(t, shimKilledAfterExit)
+}
+
+func shimKilledAfterExit(t *testing.T, c *harness.Containerd, rt runtime) {
+	events := subscribe(t, c)
+	scRunDetached(t, c, rt, "seven", "sh", "-c", "exit 7")
+	first := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
+	if first.ExitStatus != 7 {
+		t.Fatalf("%s: first TaskExit status %d, want 7", rt.Handler, first.ExitStatus)
+	}
+	pids := c.ShimPids(rt.Handler)
+	if len(pids) != 1 {
+		t.Fatalf("%s: shims %v, want one", rt.Handler, pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	after := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
+	switch {
+	case after.ExitStatus == 7:
+		t.Logf("%s: after shim SIGKILL containerd reported exit 7", rt.Handler)
+	case rt.Handler == "watch":
+		t.Errorf("watch: after shim SIGKILL containerd reported exit %d, want 7", after.ExitStatus)
+	default:
+		t.Logf("KNOWN STOCK BUG: %s: after shim SIGKILL containerd reported exit %d, true exit 7", rt.Handler, after.ExitStatus)
+	}
+	c.Ctr("containers", "delete", "seven")
 }
 
 // TestShimKilledWhileRunning: the shim dies while its container runs; the

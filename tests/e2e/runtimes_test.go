@@ -13,6 +13,14 @@ import (
 type runtime struct {
 	Handler string // CRI runtime handler name
 	Type    string // runtime type for ctr run --runtime
+	// CtrOpts are the ctr run flags giving the runtime its options (the
+	// crun rows' BinaryName); none by default.
+	CtrOpts []string
+}
+
+// ctrRun returns the flags of `ctr run` that select rt.
+func (rt runtime) ctrRun() []string {
+	return append([]string{"--runtime", rt.Type}, rt.CtrOpts...)
 }
 
 // runtimes are the rows every scenario runs over.

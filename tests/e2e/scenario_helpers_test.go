@@ -16,7 +16,8 @@ import (
 // scRunDetached runs `ctr run -d --runtime <rt> busybox id args...`.
 func scRunDetached(t *testing.T, c *harness.Containerd, rt runtime, id string, args ...string) {
 	t.Helper()
-	mustCtr(t, c, append([]string{"run", "-d", "--runtime", rt.Type, harness.BusyboxImage, id}, args...)...)
+	run := append(append([]string{"run", "-d"}, rt.ctrRun()...), harness.BusyboxImage, id)
+	mustCtr(t, c, append(run, args...)...)
 }
 
 // scTasks returns a Tasks client of c.

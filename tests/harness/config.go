@@ -3,6 +3,7 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"text/template"
@@ -92,10 +93,15 @@ func (c *Containerd) writeConfig() error {
 		return err
 	}
 	defer f.Close()
+	runc, watchOptions := c.bins.runc, c.watchOptions
+	if c.ociRuntime != "" {
+		runc = c.ociRuntime
+		watchOptions = fmt.Sprintf("BinaryName = %q\n", c.ociRuntime) + watchOptions
+	}
 	return configTemplate.Execute(f, configData{
 		Dir: c.Dir, Address: c.Address, PauseImage: PauseImage,
-		RuncType: RuncRuntime, RuncShim: c.bins.runcShim, Runc: c.bins.runc,
-		WatchType: WatchRuntime, WatchShim: c.bins.watchShim, WatchOptions: c.watchOptions,
+		RuncType: RuncRuntime, RuncShim: c.bins.runcShim, Runc: runc,
+		WatchType: WatchRuntime, WatchShim: c.bins.watchShim, WatchOptions: watchOptions,
 	})
 }
 

@@ -17,8 +17,8 @@ import (
 
 // Options select how Start sets up containerd.
 type Options struct {
-	// Version is the containerd version, "2.2" or "2.4" (default: the
-	// first of Versions()).
+	// Version is the containerd version, one of DefaultVersions (default:
+	// the first of Versions()).
 	Version string
 	// Namespace is the namespace Ctr uses (default "k8s.io", where the
 	// images are imported and CRI runs).
@@ -29,18 +29,26 @@ type Options struct {
 	// config.toml (TOML lines such as `SystemdCgroup = true`); no table
 	// when empty.
 	WatchOptions string
+	// OCIRuntime is the path of the OCI runtime binary (Crun(), say) both
+	// runtimes run for CRI: the BinaryName of runc's options, and of
+	// watch's, ahead of WatchOptions (which must then not set
+	// BinaryName). Default: runc's BinaryName is .bin/runc and watch has
+	// none, so it runs runc from containerd's PATH, the same .bin/runc.
+	OCIRuntime string
 }
 
 // Containerd is a private containerd instance owned by one test.
 type Containerd struct {
 	t         testing.TB
-	Version   string // containerd version, "2.2" or "2.4"
+	Version   string // containerd version, one of DefaultVersions
 	Dir       string // temporary directory holding all state
 	Address   string // gRPC socket path
 	Namespace string // default namespace of Ctr
 	bins      binaries
 	// watchOptions is Options.WatchOptions.
 	watchOptions string
+	// ociRuntime is Options.OCIRuntime.
+	ociRuntime string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -101,6 +109,7 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 	c := &Containerd{
 		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
 		Address: filepath.Join(dir, socketName), watchOptions: opts.WatchOptions,
+		ociRuntime: opts.OCIRuntime,
 	}
 	register(c)
 	if err := writeOwner(dir); err != nil {

@@ -9,7 +9,7 @@
 // binaries that scripts/install-deps.sh builds into .bin/.
 //
 // Environment:
-//   - WATCH_CONTAINERD_VERSIONS: versions Versions returns ("2.2 2.4").
+//   - WATCH_CONTAINERD_VERSIONS: versions Versions returns ("2.2 2.3 2.4").
 //   - WATCH_REPO_ROOT: repository root, when not found from the working dir.
 //
 // A test binary killed before its cleanups ran (e.g. by go test -timeout)

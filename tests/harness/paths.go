@@ -62,13 +62,26 @@ func BinDir() (string, error) {
 	return filepath.Join(root, ".bin"), nil
 }
 
-// Versions returns the containerd versions to test, from
-// WATCH_CONTAINERD_VERSIONS (space separated), "2.2 2.4" by default.
+// DefaultVersions are the containerd lines tested when
+// WATCH_CONTAINERD_VERSIONS is unset, oldest first: 2.2, the long-term
+// support line 2.3 and the current 2.4, each built by scripts/install-deps.sh
+// from tests/tools/containerd-<version>.
+var DefaultVersions = []string{"2.2", "2.3", "2.4"}
+
+// Versions returns the containerd versions to test, oldest first, from
+// WATCH_CONTAINERD_VERSIONS (space separated), DefaultVersions when unset.
 func Versions() []string {
 	if v := strings.Fields(os.Getenv("WATCH_CONTAINERD_VERSIONS")); len(v) > 0 {
 		return v
 	}
-	return []string{"2.2", "2.4"}
+	return DefaultVersions
+}
+
+// NewestVersion returns the last of Versions(): where a test that runs on
+// one containerd only (the crun rows) runs.
+func NewestVersion() string {
+	v := Versions()
+	return v[len(v)-1]
 }
 
 // binaries lists the paths one containerd version needs.
