@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/containerd/containerd/api/events"
@@ -237,12 +238,26 @@ func (c *Container) Kill(ctx context.Context, execID string, sig uint32, all boo
 		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
 	}
 	if err := c.runc.Kill(ctx, c.ID, int(sig), &runc.KillOpts{All: all}); err != nil {
-		if p.exit.Reaped() {
-			return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+		err = c.runcError(err)
+		if p.exit.Reaped() || goneError(err) {
+			return fmt.Errorf("process already finished: %v: %w", err, errdefs.ErrNotFound)
 		}
-		return c.runcError(err)
+		return err
 	}
 	return nil
+}
+
+// goneError reports whether the OCI runtime refused a kill because the
+// process is gone: it exited but the exit monitor has not reaped it yet.
+// runc says "container not running"; crun "No such process".
+func goneError(err error) bool {
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"no such process", "container not running", "process already finished"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Delete removes a stopped init (and the container) or an exec, and

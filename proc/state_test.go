@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -94,6 +95,22 @@ func TestVersionAtLeast(t *testing.T) {
 	} {
 		if got := versionAtLeast(tc.v, 1, 2); got != tc.want {
 			t.Errorf("versionAtLeast(%q, 1, 2) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
+
+// A kill the OCI runtime refuses because the process just exited (not yet
+// reaped) is NotFound, as for a reaped one; other failures are not.
+func TestGoneError(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"runc: container not running: exit status 1":          true,
+		"runc: open pidfd: No such process: exit status 1":    true,
+		"os: process already finished":                        true,
+		"runc: permission denied: exit status 1":              false,
+		"runc: container \"x\" does not exist: exit status 1": false,
+	} {
+		if got := goneError(errors.New(msg)); got != want {
+			t.Errorf("goneError(%q) = %v, want %v", msg, got, want)
 		}
 	}
 }
