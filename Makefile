@@ -29,7 +29,7 @@ unit: ## Run the unit tests (no root needed)
 
 e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSIONS ("2.2 2.3 2.4"); E2E_RUN=regexp selects tests
 	@[ "$$(id -u)" = 0 ] || { echo "e2e: needs root"; exit 1; }
-	go test -tags e2e -count=1 -timeout 40m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
+	go test -tags e2e -count=1 -timeout 60m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
 
 test: unit fuzz e2e ## Run unit tests, each fuzz target briefly, then the end-to-end tests
 
