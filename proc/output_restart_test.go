@@ -80,23 +80,35 @@ func numbered(from, to int) []byte {
 	return b.Bytes()
 }
 
-// The reader of a stdout fifo (containerd) goes away while the process
-// keeps writing, and comes back: every byte arrives, in order, and the
-// copy goes on instead of ending with EPIPE.
-func TestOutputSurvivesReaderRestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "stdout")
+// copyToFifo makes a stdout fifo, opens the shim's side of it as the shim
+// does (openOutput, after containerd's reader r, when reader is set) and
+// starts pio.copy from a pipe into it. It returns the fifo's path, the
+// reader (nil unless asked for), the process's end of the pipe and the pio.
+func copyToFifo(t *testing.T, reader bool) (path string, r, in *os.File, p *pio) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "stdout")
 	if err := unix.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r1 := openReader(t, path)
+	if reader {
+		r = openReader(t, path)
+	}
 	dst, err := openOutput(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	src, in := pipe(t)
-	defer src.Close()
-	p := &pio{stop: make(chan struct{})}
+	t.Cleanup(func() { src.Close() })
+	p = &pio{stop: make(chan struct{})}
 	p.copy(dst, src)
+	return path, r, in, p
+}
+
+// The reader of a stdout fifo (containerd) goes away while the process
+// keeps writing, and comes back: every byte arrives, in order, and the
+// copy goes on instead of ending with EPIPE.
+func TestOutputSurvivesReaderRestart(t *testing.T) {
+	path, r1, in, _ := copyToFifo(t, true)
 
 	const lines = 60000 // 540 KB: several times a pipe, so the writer blocks
 	data := numbered(0, lines)
@@ -136,19 +148,7 @@ func TestOutputSurvivesReaderRestart(t *testing.T) {
 // Output the process wrote just before it exited, while containerd was
 // away, is still there for containerd when it comes back.
 func TestOutputKeptUntilReaderReturns(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "stdout")
-	if err := unix.Mkfifo(path, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r1 := openReader(t, path)
-	dst, err := openOutput(t.Context(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, in := pipe(t)
-	defer src.Close()
-	p := &pio{stop: make(chan struct{})}
-	p.copy(dst, src)
+	path, r1, in, p := copyToFifo(t, true)
 	r1.Close() // containerd stops
 
 	if _, err := in.Write(numbered(0, 1000)); err != nil {
@@ -170,18 +170,7 @@ func TestOutputKeptUntilReaderReturns(t *testing.T) {
 // A reader that never comes back does not keep the copy alive past
 // Close's drain: stop ends the wait.
 func TestOutputLingerEndsOnStop(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "stdout")
-	if err := unix.Mkfifo(path, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dst, err := openOutput(t.Context(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, in := pipe(t)
-	defer src.Close()
-	p := &pio{stop: make(chan struct{})}
-	p.copy(dst, src)
+	_, _, in, p := copyToFifo(t, false)
 	if _, err := in.Write([]byte("unread\n")); err != nil {
 		t.Fatal(err)
 	}
