@@ -365,27 +365,43 @@ func TestRunSweepsOrphans(t *testing.T) {
 	}
 }
 
-// TestRunPollsDuringBurst: right after a burst of exits, Run reaps every
-// burstPoll without waiting for a wake-up (here a child that nobody tracks,
-// so no pidfd wakes it, and a sweep of an hour), then goes back to waiting.
-func TestRunPollsDuringBurst(t *testing.T) {
-	m := running(t, time.Hour, true)
-
-	orphanReapedWithin := func(limit time.Duration) bool {
-		before := m.Counters().Orphans
-		cmd := exec.Command("/bin/true")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(limit)
-		for time.Now().Before(deadline) {
-			if m.Counters().Orphans > before {
-				return true
-			}
-			time.Sleep(time.Millisecond)
-		}
-		return false
+// TestBurstPolling: when Run polls instead of waiting for a wake-up.
+func TestBurstPolling(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	steps := []struct {
+		n    int
+		ms   int
+		poll bool
+		why  string
+	}{
+		{1, 0, false, "a lone exit (a runc call) is no burst"},
+		{0, 0, false, "at rest"},
+		{1, 100, false, "an exit long after the last one"},
+		{1, 120, true, "an exit soon after the last one starts a burst"},
+		{0, 121, true, "one poll found nothing"},
+		{0, 122, false, "burstMisses polls in a row found nothing: the burst is over"},
+		{0, 1122, false, "at rest"},
+		{3, 5000, true, "several exits in one pass start a burst"},
+		{0, 5001, true, "a miss"},
+		{2, 5002, true, "exits keep coming"},
+		{0, 5003, true, "the misses count again from zero"},
+		{0, 5004, false, "over"},
+		{1, 5100, false, "the next lone exit is no burst"},
 	}
+	b := burst{misses: -1}
+	for i, s := range steps {
+		if got := b.next(s.n, at(s.ms)); got != s.poll {
+			t.Fatalf("step %d (%s): poll %v, want %v", i, s.why, got, s.poll)
+		}
+	}
+}
+
+// TestRunWaitsAfterBurst: once a burst is over, Run waits for wake-ups
+// again: an exit nobody tracks (no pidfd wakes Run) is not reaped before
+// the sweep (here an hour).
+func TestRunWaitsAfterBurst(t *testing.T) {
+	m := running(t, time.Hour, true)
 	// Two tracked exits close together make a burst.
 	got := make(chan Status, 2)
 	for i := 0; i < 2; i++ {
@@ -403,12 +419,14 @@ func TestRunPollsDuringBurst(t *testing.T) {
 			t.Fatal("tracked exit not delivered")
 		}
 	}
-	if !orphanReapedWithin(burstHold / 2) {
-		t.Fatalf("untracked exit not reaped within %v of a burst", burstHold/2)
+	time.Sleep(100 * burstPoll * burstMisses)
+	before := m.Counters().Orphans
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	// Past burstHold without exits, Run waits for wake-ups again.
-	time.Sleep(2 * burstHold)
-	if orphanReapedWithin(200 * time.Millisecond) {
+	time.Sleep(300 * time.Millisecond)
+	if m.Counters().Orphans > before {
 		t.Fatal("untracked exit reaped at rest without a wake-up or a sweep")
 	}
 	m.reap() // that zombie, not to leave it to the next test

@@ -142,36 +142,61 @@ func (m *Monitor) closeWaker() {
 	m.wake.file.Close()
 }
 
-// During an exit burst Run also reaps every burstPoll, until burstHold has
-// passed without a burst. A busy scheduler looks at the netpoller only when
-// it runs out of goroutines or when sysmon gets to it (every 10 ms), so
-// with the shim's one P busy delivering exits, a pidfd wake-up could wait
-// that long; a deadline is a timer, which the scheduler checks every time a
-// goroutine parks. (Not measurable with make bench, whose exit latencies
-// start at the reaping.)
+// During an exit burst Run also reaps every burstPoll, for as long as the
+// polls find exits: burstMisses polls in a row that find none end it. A
+// busy scheduler looks at the netpoller only when it runs out of
+// goroutines or when sysmon gets to it (every 10 ms), so with the shim's
+// one P busy delivering exits, a pidfd wake-up could wait that long; a
+// deadline is a timer, which the scheduler checks every time a goroutine
+// parks. Ending on misses, not after a fixed time, keeps the common pair
+// of exits (an exec's runc and the exec itself, one soon after the other)
+// from paying for a burst that is not one: a fixed hold of 50 polls made
+// every exec cost more than the exec itself.
 const (
-	burstPoll = time.Millisecond
-	burstHold = 50 * time.Millisecond
+	burstPoll   = time.Millisecond
+	burstMisses = 2
+	// burstGap: two exits this close count as a burst, even when one
+	// reap pass found one each.
+	burstGap = 50 * time.Millisecond
 )
+
+// burst decides, after each reap pass, whether Run polls (see burstPoll).
+type burst struct {
+	lastExit time.Time
+	misses   int // polls in a row that found nothing; -1: not polling
+}
+
+// next records a reap pass that found n exits at now and says whether the
+// next wait is a poll.
+func (b *burst) next(n int, now time.Time) bool {
+	if n == 0 {
+		if b.misses < 0 {
+			return false
+		}
+		b.misses++
+		if b.misses >= burstMisses {
+			b.misses = -1
+			return false
+		}
+		return true
+	}
+	// Several exits in one pass, or one soon after another (not the lone
+	// exit of a runc call, so a pod start does not poll per runc).
+	if n > 1 || now.Sub(b.lastExit) < burstGap {
+		b.misses = 0
+	}
+	b.lastExit = now
+	return b.misses >= 0
+}
 
 // runWoken is Run with pidfd wake-ups and a sweep every m.sweep.
 func (m *Monitor) runWoken(ctx context.Context) {
 	stop := context.AfterFunc(ctx, m.closeWaker)
 	defer stop()
-	var lastExit, burstUntil time.Time
+	b := burst{misses: -1}
 	for {
 		timeout := m.sweep
-		if n := m.reap(); n > 0 {
-			// A burst: several exits in one pass, or one soon after another
-			// (not the lone exit of a runc call, so a pod start does not
-			// pay 50 wake-ups per runc).
-			now := time.Now()
-			if n > 1 || now.Sub(lastExit) < burstHold {
-				burstUntil = now.Add(burstHold)
-			}
-			lastExit = now
-		}
-		if time.Now().Before(burstUntil) {
+		if b.next(m.reap(), time.Now()) {
 			timeout = burstPoll
 		}
 		if _, err := m.wake.wait(timeout); err != nil {

@@ -56,14 +56,18 @@ func TestMain(m *testing.M) {
 	}
 	if os.Getenv("BENCH_QUICK") != "" { // a smoke run while developing
 		pods, burstExecs, stormExecs = 3, 20, 40
+		probeWindow, serialExecs = 10*time.Second, 40
+	}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_PROBE_SECONDS")); err == nil && v > 0 {
+		probeWindow = time.Duration(v) * time.Second
 	}
 	os.Exit(m.Run())
 }
 
-// TestBench runs BENCH_REPS repetitions, each on a fresh containerd with
-// both runtimes, alternating which runtime goes first.
+// TestBench runs BENCH_REPS repetitions (default 5), each on a fresh
+// containerd with both runtimes, alternating which runtime goes first.
 func TestBench(t *testing.T) {
-	reps := 3
+	reps := 5
 	if n, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && n > 0 {
 		reps = n
 	}
@@ -128,28 +132,17 @@ func (b *bencher) run() map[string]float64 {
 	return b.m
 }
 
-// podFigures: pod start latency, then per-pod shim memory and resources at
-// rest with 1 and with 5 containers per pod.
+// podFigures: pod start latency; per-pod shim memory and resources at rest
+// with 1 container per pod; the exec figures on those pods; then memory and
+// resources at rest with 5 containers per pod.
 func (b *bencher) podFigures() {
-	t, c := b.t, b.c
-	var ids []string
-	var lat []float64
-	var podList []harness.Pod
-	for i := 0; i < pods; i++ {
-		p := harness.Pod{Name: fmt.Sprintf("p%d-%s-%d", b.rep, b.rt, i)}
-		podList = append(podList, p)
-		if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		podID, d := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
-		lat = append(lat, d)
-		ids = append(ids, podID)
-	}
-	b.m["pod_start_ms"] = median(lat)
+	s := b.startSleepers(fmt.Sprintf("p%d-%s", b.rep, b.rt))
+	b.m["pod_start_ms"] = median(s.startMs)
 	b.restFigures("1c")
-	b.addContainers(ids, podList)
+	b.execFigures(s.ctrIDs, b.restRate("1c"))
+	b.addContainers(s.podIDs, s.pods)
 	b.restFigures("5c")
-	b.removePods(ids)
+	b.removePods(s.podIDs)
 }
 
 // addContainers adds extraCtrs containers to each pod.
@@ -517,10 +510,35 @@ func (b *bencher) json(name string, v any) string {
 
 // startPod makes the calls the kubelet makes to start a pod of one container
 // (RunPodSandbox, CreateContainer, StartContainer) straight on containerd's
-// CRI socket, and returns the pod's ID and how long the three took in ms.
-// crictl is not used for it: each crictl run adds ~75 ms of its own start-up
-// and image checks, the same for both runtimes, which would dilute the ratio.
-func (b *bencher) startPod(pod, ctr map[string]any) (string, float64) {
+// CRI socket, and returns the pod's and the container's IDs and how long the
+// three took in ms. crictl is not used for it: each crictl run adds ~75 ms
+// of its own start-up and image checks, the same for both runtimes, which
+// would dilute the ratio.
+func (b *bencher) startPod(pod, ctr map[string]any) (string, string, float64) {
+	cri := b.criClient()
+	podCfg, ctrCfg := new(runtimeapi.PodSandboxConfig), new(runtimeapi.ContainerConfig)
+	criConfig(b.t, pod, podCfg)
+	criConfig(b.t, ctr, ctrCfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	pr, err := cri.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: b.rt})
+	if err != nil {
+		b.t.Fatalf("%s: RunPodSandbox: %v", b.rt, err)
+	}
+	cr, err := cri.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pr.PodSandboxId, Config: ctrCfg, SandboxConfig: podCfg})
+	if err != nil {
+		b.t.Fatalf("%s: CreateContainer: %v", b.rt, err)
+	}
+	if _, err := cri.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		b.t.Fatalf("%s: StartContainer: %v", b.rt, err)
+	}
+	return pr.PodSandboxId, cr.ContainerId, ms(time.Since(start))
+}
+
+// criClient returns a client of containerd's CRI, dialled on first use.
+func (b *bencher) criClient() runtimeapi.RuntimeServiceClient {
 	if b.cri == nil {
 		conn, err := grpc.NewClient("unix://"+b.c.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -529,25 +547,7 @@ func (b *bencher) startPod(pod, ctr map[string]any) (string, float64) {
 		b.t.Cleanup(func() { conn.Close() })
 		b.cri = runtimeapi.NewRuntimeServiceClient(conn)
 	}
-	podCfg, ctrCfg := new(runtimeapi.PodSandboxConfig), new(runtimeapi.ContainerConfig)
-	criConfig(b.t, pod, podCfg)
-	criConfig(b.t, ctr, ctrCfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	start := time.Now()
-	pr, err := b.cri.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: b.rt})
-	if err != nil {
-		b.t.Fatalf("%s: RunPodSandbox: %v", b.rt, err)
-	}
-	cr, err := b.cri.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: pr.PodSandboxId, Config: ctrCfg, SandboxConfig: podCfg})
-	if err != nil {
-		b.t.Fatalf("%s: CreateContainer: %v", b.rt, err)
-	}
-	if _, err := b.cri.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
-		b.t.Fatalf("%s: StartContainer: %v", b.rt, err)
-	}
-	return pr.PodSandboxId, ms(time.Since(start))
+	return b.cri
 }
 
 // criConfig fills m, a CRI message, from v, a config in crictl's JSON form

@@ -220,7 +220,7 @@ func TestPodLab(t *testing.T) {
 				if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				id, d := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
+				id, _, d := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
 				ids[rt] = append(ids[rt], id)
 				lat[name] = append(lat[name], d)
 			}
@@ -261,7 +261,7 @@ func TestMemLab(t *testing.T) {
 				if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				id, _ := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
+				id, _, _ := b.startPod(c.PodConfig(p), c.ContainerConfig(sleeper("c0")))
 				ids = append(ids, id)
 				podList = append(podList, p)
 			}
