@@ -130,13 +130,11 @@ func TestScenarioExecTTY(t *testing.T) {
 // script(1) on a 40x100 terminal; during runs concurrently when not nil.
 func (s *scenario) ttyExec(id string, during func(), script string) (string, error) {
 	s.t.Helper()
-	c := s.c
-	ctrCmd := strings.Join([]string{c.CtrPath(), "--address", c.Address, "--namespace", c.Namespace,
-		"tasks", "exec", "-t", "--exec-id", id, "x", "sh", "-c", "'" + script + "'"}, " ")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "script", "-qec", "stty cols 100 rows 40; "+ctrCmd, "/dev/null")
-	cmd.Env = c.CtrCommand(ctx).Env
+	ctr := s.c.CtrCommand(ctx, "tasks", "exec", "-t", "--exec-id", id, "x", "sh", "-c", "'"+script+"'")
+	cmd := exec.CommandContext(ctx, "script", "-qec", "stty cols 100 rows 40; "+strings.Join(ctr.Args, " "), "/dev/null")
+	cmd.Env = ctr.Env
 	stdin, err := cmd.StdinPipe() // kept open so script does not send EOF
 	if err != nil {
 		return "", err

@@ -49,8 +49,10 @@ func (c *Containerd) ImportImages() error {
 	return nil
 }
 
+// ctrArgs returns ctr's global flags for namespace ns followed by args,
+// with a private --fifo-dir for the subcommands that create fifos.
 func (c *Containerd) ctrArgs(ns string, args ...string) []string {
-	return append([]string{"--address", c.Address, "--namespace", ns}, args...)
+	return append([]string{"--address", c.Address, "--namespace", ns}, c.withFifoDir(args)...)
 }
 
 func (c *Containerd) crictlArgs(args ...string) []string {
