@@ -124,6 +124,11 @@ func fifoDirs(dir string, skip map[string]bool) []string {
 	return out
 }
 
+// SharedFifosAttributable reports whether Leftovers can tell the fifo
+// dirs this instance's ctr calls made in ctr's shared default directory:
+// no other containerd runs on the machine, nor ran when it started.
+func (c *Containerd) SharedFifosAttributable() bool { return !c.otherContainerd() }
+
 // otherContainerd reports whether a containerd other than this instance's
 // runs, or ran when it started.
 func (c *Containerd) otherContainerd() bool {
