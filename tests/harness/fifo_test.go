@@ -29,3 +29,13 @@ func TestWithFifoDir(t *testing.T) {
 		}
 	}
 }
+
+// TestUserArgsDropsFifoDir checks that error messages name a ctr call as
+// the test wrote it, without the harness's flags.
+func TestUserArgsDropsFifoDir(t *testing.T) {
+	c := &Containerd{Dir: "/d", Address: "/d/containerd.sock"}
+	got := userArgs(c.ctrArgs("k8s.io", "tasks", "exec", "--exec-id", "e", "x", "true"))
+	if want := []string{"tasks", "exec", "--exec-id", "e", "x", "true"}; !slices.Equal(got, want) {
+		t.Errorf("userArgs = %q, want %q", got, want)
+	}
+}
