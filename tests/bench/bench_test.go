@@ -170,10 +170,10 @@ func (b *bencher) restFigures(suffix string) {
 		r, p := smapsRollup(b.t, pid)
 		rss += r
 		pss += p
-		anon += float64(procStatusInt(pid, "RssAnon"))
-		threads += float64(procStatusInt(pid, "Threads"))
-		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		fds += float64(len(ents))
+		st, _ := harness.ReadProcStatus(pid)
+		anon += float64(st.RssAnon)
+		threads += float64(st.Threads)
+		fds += float64(st.FDs)
 		if b.rt == "watch" {
 			gor += watchCounter(b.t, pid, "goroutines")
 		}
@@ -632,20 +632,6 @@ func shimCPU(pids []int) float64 {
 }
 
 const clockTicks = 100 // sysconf(_SC_CLK_TCK) on Linux
-
-func procStatusInt(pid int, key string) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
-	}
-	return 0
-}
 
 // watchCounter asks a watch shim for one of its counters.
 func watchCounter(t *testing.T, pid int, name string) float64 {

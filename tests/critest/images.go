@@ -3,7 +3,6 @@
 package critest
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"crypto/sha256"
@@ -14,56 +13,26 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-)
 
-// epoch is the modification time of every file in every stand-in image.
-var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	"github.com/watchshim/containerd-shim-watch-v2/tests/harness/tarlayer"
+)
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// file is one entry of a layer: a directory (dir), a hardlink (link) or a
-// regular file.
-type file struct {
-	name string
-	mode int64
-	data []byte
-	link string
-	dir  bool
-}
-
 // layer returns a deterministic uncompressed tar layer of files, in the
 // given order (hardlink targets must come first), owned by root.
-func layer(files []file) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: epoch, Format: tar.FormatPAX}
-		switch {
-		case f.dir:
-			h.Typeflag, h.Name = tar.TypeDir, f.name+"/"
-		case f.link != "":
-			h.Typeflag, h.Linkname = tar.TypeLink, f.link
-		default:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
+func layer(files []tarlayer.Entry) (v1.Layer, error) {
+	data, err := tarlayer.Bytes(files)
+	if err != nil {
 		return nil, err
 	}
-	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer), nil
+	return static.NewLayer(data, types.OCIUncompressedLayer), nil
 }
 
 // image returns an OCI image of layers with config cfg.
@@ -131,16 +100,16 @@ func baseLayer(bbRoot string) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	files := []file{}
+	files := []tarlayer.Entry{}
 	for _, d := range []string{"bin", "dev", "etc", "home", "lib", "lib/x86_64-linux-gnu", "lib64", "proc", "root",
 		"sys", "usr", "usr/bin", "usr/local", "usr/local/bin", "usr/sbin", "var", "var/run", "var/www"} {
-		files = append(files, file{name: d, mode: 0o755, dir: true})
+		files = append(files, tarlayer.Dir(d, 0o755))
 	}
-	files = append(files, file{name: "tmp", mode: 0o1777, dir: true})
-	files = append(files, file{name: "bin/busybox", mode: 0o755, data: data})
+	files = append(files, tarlayer.Dir("tmp", 0o1777))
+	files = append(files, tarlayer.File("bin/busybox", 0o755, data))
 	for _, a := range applets {
 		if a != "busybox" && !strings.Contains(a, "/") {
-			files = append(files, file{name: "bin/" + a, mode: 0o755, link: "bin/busybox"})
+			files = append(files, tarlayer.Hardlink("bin/"+a, 0o755, "bin/busybox"))
 		}
 	}
 	for _, l := range libs {
@@ -150,23 +119,23 @@ func baseLayer(bbRoot string) (v1.Layer, error) {
 		}
 		dir := strings.TrimPrefix(filepath.Dir(l), "/")
 		if !hasDir(files, dir) {
-			files = append(files, file{name: dir, mode: 0o755, dir: true})
+			files = append(files, tarlayer.Dir(dir, 0o755))
 		}
-		files = append(files, file{name: strings.TrimPrefix(l, "/"), mode: 0o755, data: content})
+		files = append(files, tarlayer.File(strings.TrimPrefix(l, "/"), 0o755, content))
 	}
 	files = append(files,
-		file{name: "bin/pgrep", mode: 0o755, data: []byte(pgrep)},
-		file{name: "bin/ipcs", mode: 0o755, data: []byte(ipcs)},
-		file{name: "etc/passwd", mode: 0o644, data: []byte(passwd)},
-		file{name: "etc/group", mode: 0o644, data: []byte(group)},
-		file{name: "etc/nsswitch.conf", mode: 0o644, data: []byte("passwd: files\ngroup: files\nhosts: files dns\n")},
+		tarlayer.File("bin/pgrep", 0o755, []byte(pgrep)),
+		tarlayer.File("bin/ipcs", 0o755, []byte(ipcs)),
+		tarlayer.File("etc/passwd", 0o644, []byte(passwd)),
+		tarlayer.File("etc/group", 0o644, []byte(group)),
+		tarlayer.File("etc/nsswitch.conf", 0o644, []byte("passwd: files\ngroup: files\nhosts: files dns\n")),
 	)
 	return layer(files)
 }
 
-func hasDir(files []file, name string) bool {
+func hasDir(files []tarlayer.Entry, name string) bool {
 	for _, f := range files {
-		if f.dir && f.name == name {
+		if f.Dir && f.Name == name {
 			return true
 		}
 	}
@@ -210,27 +179,27 @@ func standIns(bbRoot, bins string) (map[string]v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	nginxLayer, err := layer([]file{{name: "usr/sbin/nginx", mode: 0o755, data: nginxBin}})
+	nginxLayer, err := layer([]tarlayer.Entry{tarlayer.File("usr/sbin/nginx", 0o755, nginxBin)})
 	if err != nil {
 		return nil, err
 	}
-	nnpLayer, err := layer([]file{{name: "usr/local/bin/nonewprivs", mode: 0o4755, data: nnpBin}})
+	nnpLayer, err := layer([]tarlayer.Entry{tarlayer.File("usr/local/bin/nonewprivs", 0o4755, nnpBin)})
 	if err != nil {
 		return nil, err
 	}
-	predefLayer, err := layer([]file{
-		{name: "etc/passwd", mode: 0o644, data: []byte(passwd + "default-user:x:1000:1000::/home:/bin/sh\n")},
-		{name: "etc/group", mode: 0o644, data: []byte(group + "default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n")},
+	predefLayer, err := layer([]tarlayer.Entry{
+		tarlayer.File("etc/passwd", 0o644, []byte(passwd+"default-user:x:1000:1000::/home:/bin/sh\n")),
+		tarlayer.File("etc/group", 0o644, []byte(group+"default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n")),
 	})
 	if err != nil {
 		return nil, err
 	}
-	httpdLayer, err := layer([]file{{name: "var/www/index.html", mode: 0o644, data: []byte("<html><body><h1>It works!</h1></body></html>\n")}})
+	httpdLayer, err := layer([]tarlayer.Entry{tarlayer.File("var/www/index.html", 0o644, []byte("<html><body><h1>It works!</h1></body></html>\n"))})
 	if err != nil {
 		return nil, err
 	}
 	marked := func(mark string) (v1.Image, error) {
-		l, err := layer([]file{{name: "image-" + mark, mode: 0o644, data: []byte(mark + "\n")}})
+		l, err := layer([]tarlayer.Entry{tarlayer.File("image-"+mark, 0o644, []byte(mark+"\n"))})
 		if err != nil {
 			return nil, err
 		}

@@ -4,18 +4,15 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
 )
@@ -31,7 +28,7 @@ func TestScenarioBadInput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tc := scTasks(t, c)
+		s := newScenario(t, c, rt)
 		watch := rt.Handler == "watch"
 		// expect asserts code for watch and logs a difference for stock.
 		expect := func(what string, err error, want codes.Code) {
@@ -47,27 +44,27 @@ func TestScenarioBadInput(t *testing.T) {
 		}
 
 		// Duplicate exec id while the first exec runs.
-		scRunDetached(t, c, rt, "b", "sleep", "600")
-		initB := scWaitStatus(t, c, tc, "b", tasktypes.Status_RUNNING)
+		s.run("b", "sleep", "600")
+		initB := s.waitStatus("b", tasktypes.Status_RUNNING)
 		firstDone := make(chan error, 1)
 		go func() {
 			_, err := c.CtrContext(ctx, "tasks", "exec", "--exec-id", "dup", "b", "sleep", "600")
 			firstDone <- err
 		}()
-		if !scEventually(30*time.Second, func() bool { return len(scPids(t, c, tc, "b")) == 2 }) {
-			t.Fatalf("first exec dup did not start: pids %v", scPids(t, c, tc, "b"))
+		if !eventually(30*time.Second, func() bool { return len(s.pids("b")) == 2 }) {
+			t.Fatalf("first exec dup did not start: pids %v", s.pids("b"))
 		}
-		before := scPids(t, c, tc, "b")
+		before := s.pids("b")
 		_, err = c.Ctr("tasks", "exec", "--exec-id", "dup", "b", "sh", "-c", "exit 0")
 		if err == nil || !strings.Contains(err.Error(), "already exists") {
 			t.Errorf("ctr exec with duplicate id: %v, want an error mentioning already exists", err)
 		}
-		_, err = tc.Exec(scCtx(t, c), scExecRequest(t, "b", "dup", "true"))
+		_, err = s.tc.Exec(s.ctx(), s.execRequest("b", "dup", "true"))
 		expect("Exec with duplicate id", err, codes.AlreadyExists)
-		if after := scPids(t, c, tc, "b"); !sameUint32s(before, after) {
+		if after := s.pids("b"); !sameUint32s(before, after) {
 			t.Errorf("pids after duplicate exec: %v, before %v", after, before)
 		}
-		if p := scGet(t, c, tc, "b"); p.Status != tasktypes.Status_RUNNING || p.Pid != initB.Pid {
+		if p := s.get("b"); p.Status != tasktypes.Status_RUNNING || p.Pid != initB.Pid {
 			t.Errorf("init after duplicate exec: %s pid %d, want RUNNING pid %d", p.Status, p.Pid, initB.Pid)
 		}
 		select {
@@ -86,11 +83,11 @@ func TestScenarioBadInput(t *testing.T) {
 		}
 
 		// Exec into, and kill of, a task that exited but is not deleted.
-		scRunDetached(t, c, rt, "s", "sh", "-c", "exit 0")
-		stopped := scWaitStatus(t, c, tc, "s", tasktypes.Status_STOPPED)
+		s.run("s", "sh", "-c", "exit 0")
+		stopped := s.waitStatus("s", tasktypes.Status_STOPPED)
 		unchanged := func(after string) {
 			t.Helper()
-			p := scGet(t, c, tc, "s")
+			p := s.get("s")
 			if p.Status != tasktypes.Status_STOPPED || p.Pid != stopped.Pid || p.ExitStatus != 0 ||
 				!proto.Equal(p.ExitedAt, stopped.ExitedAt) {
 				t.Errorf("task s after %s: %v, want unchanged %v", after, p, stopped)
@@ -102,7 +99,7 @@ func TestScenarioBadInput(t *testing.T) {
 		}
 		t.Logf("%s: ctr exec into stopped task: %v", rt.Handler, err)
 		unchanged("ctr exec")
-		_, err = tc.Exec(scCtx(t, c), scExecRequest(t, "s", "late2", "true"))
+		_, err = s.tc.Exec(s.ctx(), s.execRequest("s", "late2", "true"))
 		expect("Exec into stopped task", err, codes.FailedPrecondition)
 		unchanged("Exec")
 
@@ -112,18 +109,18 @@ func TestScenarioBadInput(t *testing.T) {
 		}
 		t.Logf("%s: ctr kill of exited task: %v", rt.Handler, err)
 		unchanged("ctr kill")
-		_, err = tc.Kill(scCtx(t, c), &tasks.KillRequest{ContainerID: "s", Signal: 9})
+		_, err = s.tc.Kill(s.ctx(), &tasks.KillRequest{ContainerID: "s", Signal: 9})
 		expect("Kill of exited task", err, codes.NotFound)
 		unchanged("Kill")
 
-		del, err := tc.Delete(scCtx(t, c), &tasks.DeleteTaskRequest{ContainerID: "s"})
+		del, err := s.tc.Delete(s.ctx(), &tasks.DeleteTaskRequest{ContainerID: "s"})
 		if err != nil {
 			t.Fatalf("delete s: %v", err)
 		}
 		if del.ExitStatus != 0 || del.Pid != stopped.Pid {
 			t.Errorf("delete s: %v, want exit status 0 pid %d", del, stopped.Pid)
 		}
-		_, err = tc.Delete(scCtx(t, c), &tasks.DeleteTaskRequest{ContainerID: "s"})
+		_, err = s.tc.Delete(s.ctx(), &tasks.DeleteTaskRequest{ContainerID: "s"})
 		expect("second Delete", err, codes.NotFound)
 
 		// Nothing else happened: one exec-added for dup, none for the
@@ -155,24 +152,6 @@ func TestScenarioBadInput(t *testing.T) {
 			}
 		}
 	})
-}
-
-// scCtx returns a namespaced context for one gRPC call, ended with the test.
-func scCtx(t *testing.T, c *harness.Containerd) context.Context {
-	ctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// scExecRequest returns an Exec request without stdio running args.
-func scExecRequest(t *testing.T, id, execID string, args ...string) *tasks.ExecProcessRequest {
-	t.Helper()
-	spec, err := json.Marshal(specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tasks.ExecProcessRequest{ContainerID: id, ExecID: execID, Spec: &anypb.Any{
-		TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: spec}}
 }
 
 func sameUint32s(a, b []uint32) bool {

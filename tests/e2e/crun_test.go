@@ -81,7 +81,7 @@ func usesCrun(t *testing.T, c *harness.Containerd, rt runtime) {
 		t.Fatal(err)
 	}
 	mustCrictl(t, c, "start", id)
-	scRunDetached(t, c, rt, "ctr-crun", "sleep", "600")
+	newScenario(t, c, rt).run("ctr-crun", "sleep", "600")
 	for what, id := range map[string]string{"pod sandbox": podID, "CRI container": id, "ctr container": "ctr-crun"} {
 		if got := c.OCIRuntimeOf(id); got != "crun" {
 			t.Errorf("%s: %s %s runs under %q, want crun", rt.Handler, what, id, got)

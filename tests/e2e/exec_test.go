@@ -26,9 +26,9 @@ func TestScenarioExecExitCodes(t *testing.T) {
 
 func execExitCodes(t *testing.T, c *harness.Containerd, rt runtime) {
 	events := subscribe(t, c)
-	tc := scTasks(t, c)
-	scRunDetached(t, c, rt, "x", "sleep", "600")
-	init := scWaitStatus(t, c, tc, "x", tasktypes.Status_RUNNING)
+	s := newScenario(t, c, rt)
+	s.run("x", "sleep", "600")
+	init := s.waitStatus("x", tasktypes.Status_RUNNING)
 	_, err := c.Ctr("tasks", "exec", "--exec-id", "e1", "x", "sh", "-c", "exit 4")
 	if code := harness.ExitCode(err); code != 4 {
 		t.Fatalf("exec e1 exit code %d, want 4 (err %v)", code, err)
@@ -54,10 +54,10 @@ func execExitCodes(t *testing.T, c *harness.Containerd, rt runtime) {
 			t.Errorf("exec e%d exit code %d, want %d (err %v)", i+1, codes[i], i%256, errs[i])
 		}
 	}
-	if p := scGet(t, c, tc, "x"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
+	if p := s.get("x"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
 		t.Errorf("init after execs: %s pid %d, want RUNNING pid %d", p.Status, p.Pid, init.Pid)
 	}
-	if pids := scPids(t, c, tc, "x"); len(pids) != 1 {
+	if pids := s.pids("x"); len(pids) != 1 {
 		t.Errorf("pids after all execs exited: %v, want only init", pids)
 	}
 	// Each exec's exit event carries its own id and status, once.
@@ -96,23 +96,23 @@ func TestScenarioExecTTY(t *testing.T) {
 		t.Skip("skipping: script (util-linux) missing")
 	}
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		tc := scTasks(t, c)
-		scRunDetached(t, c, rt, "x", "sleep", "600")
-		scWaitStatus(t, c, tc, "x", tasktypes.Status_RUNNING)
+		s := newScenario(t, c, rt)
+		s.run("x", "sleep", "600")
+		s.waitStatus("x", tasktypes.Status_RUNNING)
 
 		// ctr resizes the exec's pty to its own terminal (40x100) at start.
-		out, err := scTTYExec(t, c, "tty1", nil, "sleep 1; stty size")
+		out, err := s.ttyExec("tty1", nil, "sleep 1; stty size")
 		if err != nil || !strings.Contains(out, "40 100") {
 			t.Errorf("tty1 stty size: %q (err %v), want 40 100", out, err)
 		}
 
 		// A ResizePty during the exec changes what the process sees.
 		resized := make(chan error, 1)
-		out, err = scTTYExec(t, c, "tty2", func() {
+		out, err = s.ttyExec("tty2", func() {
 			time.Sleep(1500 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 10*time.Second)
 			defer cancel()
-			_, err := tc.ResizePty(ctx, &tasks.ResizePtyRequest{ContainerID: "x", ExecID: "tty2", Width: 123, Height: 45})
+			_, err := s.tc.ResizePty(ctx, &tasks.ResizePtyRequest{ContainerID: "x", ExecID: "tty2", Width: 123, Height: 45})
 			resized <- err
 		}, "sleep 4; stty size")
 		if rerr := <-resized; rerr != nil {
@@ -122,20 +122,19 @@ func TestScenarioExecTTY(t *testing.T) {
 			t.Errorf("tty2 stty size after ResizePty: %q (err %v), want 45 123", out, err)
 		}
 
-		scCloseIO(t, c, tc)
+		s.closeIO()
 	})
 }
 
-// scTTYExec runs `ctr tasks exec -t --exec-id id x sh -c script` inside
+// ttyExec runs `ctr tasks exec -t --exec-id id x sh -c script` inside
 // script(1) on a 40x100 terminal; during runs concurrently when not nil.
-func scTTYExec(t *testing.T, c *harness.Containerd, id string, during func(), script string) (string, error) {
-	t.Helper()
-	ctrCmd := strings.Join([]string{c.CtrPath(), "--address", c.Address, "--namespace", c.Namespace,
-		"tasks", "exec", "-t", "--exec-id", id, "x", "sh", "-c", "'" + script + "'"}, " ")
+func (s *scenario) ttyExec(id string, during func(), script string) (string, error) {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "script", "-qec", "stty cols 100 rows 40; "+ctrCmd, "/dev/null")
-	cmd.Env = c.CtrCommand(ctx).Env
+	ctr := s.c.CtrCommand(ctx, "tasks", "exec", "-t", "--exec-id", id, "x", "sh", "-c", "'"+script+"'")
+	cmd := exec.CommandContext(ctx, "script", "-qec", "stty cols 100 rows 40; "+strings.Join(ctr.Args, " "), "/dev/null")
+	cmd.Env = ctr.Env
 	stdin, err := cmd.StdinPipe() // kept open so script does not send EOF
 	if err != nil {
 		return "", err
@@ -153,15 +152,16 @@ func scTTYExec(t *testing.T, c *harness.Containerd, id string, during func(), sc
 	return outBuf.String(), err
 }
 
-// scCloseIO runs a cat exec through ctr, whose stdin is a pipe: cat keeps
+// closeIO runs a cat exec through ctr, whose stdin is a pipe: cat keeps
 // running while the pipe is open; when it closes, ctr closes its end of the
 // stdin fifo and calls CloseIO, and cat must see EOF and exit 0 (the shim
 // holds the fifo open until CloseIO).
-func scCloseIO(t *testing.T, c *harness.Containerd, tc tasks.TasksClient) {
+func (s *scenario) closeIO() {
+	t := s.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := c.CtrCommand(ctx, "tasks", "exec", "--exec-id", "cat1", "x", "cat")
+	cmd := s.c.CtrCommand(ctx, "tasks", "exec", "--exec-id", "cat1", "x", "cat")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func scCloseIO(t *testing.T, c *harness.Containerd, tc tasks.TasksClient) {
 		t.Fatalf("cat exited with stdin open: %v: %s", err, outBuf.String())
 	case <-time.After(2 * time.Second):
 	}
-	if n := len(scPids(t, c, tc, "x")); n != 2 {
+	if n := len(s.pids("x")); n != 2 {
 		t.Errorf("pids with cat running: %d, want 2", n)
 	}
 	stdin.Close()

@@ -123,7 +123,8 @@ func TestShimKilledAfterExit(t *testing.T) {
 
 func shimKilledAfterExit(t *testing.T, c *harness.Containerd, rt runtime) {
 	events := subscribe(t, c)
-	scRunDetached(t, c, rt, "seven", "sh", "-c", "exit 7")
+	s := newScenario(t, c, rt)
+	s.run("seven", "sh", "-c", "exit 7")
 	first := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
 	if first.ExitStatus != 7 {
 		t.Fatalf("%s: first TaskExit status %d, want 7", rt.Handler, first.ExitStatus)

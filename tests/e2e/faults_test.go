@@ -29,9 +29,9 @@ import (
 func TestExecThatNeverRan(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
 		watch := rt.Handler == "watch"
-		tc := scTasks(t, c)
-		scRunDetached(t, c, rt, "n", "sleep", "600")
-		init := scWaitStatus(t, c, tc, "n", tasktypes.Status_RUNNING)
+		s := newScenario(t, c, rt)
+		s.run("n", "sleep", "600")
+		init := s.waitStatus("n", tasktypes.Status_RUNNING)
 		shims := c.ShimPids(rt.Handler)
 		time.Sleep(time.Second) // let start-up settle before the baseline
 		before := shimResources(t, shims)
@@ -40,23 +40,23 @@ func TestExecThatNeverRan(t *testing.T) {
 		waits := make(chan error, n)
 		for i := range n {
 			execID := fmt.Sprintf("missing%d", i)
-			if _, err := tc.Exec(scCtx(t, c), scExecRequest(t, "n", execID, "/no/such/binary")); err != nil {
+			if _, err := s.tc.Exec(s.ctx(), s.execRequest("n", execID, "/no/such/binary")); err != nil {
 				t.Fatalf("exec %s: %v", execID, err)
 			}
 			wctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 20*time.Second)
 			waited := make(chan struct{})
 			go func() {
 				defer cancel()
-				_, err := tc.Wait(wctx, &tasks.WaitRequest{ContainerID: "n", ExecID: execID})
+				_, err := s.tc.Wait(wctx, &tasks.WaitRequest{ContainerID: "n", ExecID: execID})
 				close(waited)
 				waits <- err
 			}()
 			time.Sleep(5 * time.Millisecond) // Wait is in the shim before Start, as with CRI
-			if _, err := tc.Start(scCtx(t, c), &tasks.StartRequest{ContainerID: "n", ExecID: execID}); err == nil {
+			if _, err := s.tc.Start(s.ctx(), &tasks.StartRequest{ContainerID: "n", ExecID: execID}); err == nil {
 				t.Fatalf("start of exec %s of a missing binary succeeded", execID)
 			}
 			if i == 0 {
-				_, err := tc.Kill(scCtx(t, c), &tasks.KillRequest{ContainerID: "n", ExecID: execID, Signal: 9})
+				_, err := s.tc.Kill(s.ctx(), &tasks.KillRequest{ContainerID: "n", ExecID: execID, Signal: 9})
 				if got := status.Code(err); got != codes.FailedPrecondition {
 					if watch {
 						t.Errorf("kill of an exec that never ran: %s (%v), want FailedPrecondition", got, err)
@@ -64,7 +64,7 @@ func TestExecThatNeverRan(t *testing.T) {
 						t.Logf("stock: kill of an exec that never ran: %s (%v)", got, err)
 					}
 				}
-				if p := scGet(t, c, tc, "n"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
+				if p := s.get("n"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
 					t.Fatalf("task after killing an exec that never ran: %s pid %d, want RUNNING pid %d", p.Status, p.Pid, init.Pid)
 				}
 				if alive := c.ShimPids(rt.Handler); len(alive) != len(shims) {
@@ -78,7 +78,7 @@ func TestExecThatNeverRan(t *testing.T) {
 					t.Fatalf("Wait for exec %s still blocked 10 s after its Start failed", execID)
 				}
 			}
-			if _, err := tc.DeleteProcess(scCtx(t, c), &tasks.DeleteProcessRequest{ContainerID: "n", ExecID: execID}); err != nil {
+			if _, err := s.tc.DeleteProcess(s.ctx(), &tasks.DeleteProcessRequest{ContainerID: "n", ExecID: execID}); err != nil {
 				t.Errorf("delete exec %s: %v", execID, err)
 			}
 		}
@@ -104,7 +104,7 @@ func TestExecThatNeverRan(t *testing.T) {
 					before.FDs, after.FDs, before.Goroutines, after.Goroutines)
 			}
 		}
-		if p := scGet(t, c, tc, "n"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
+		if p := s.get("n"); p.Status != tasktypes.Status_RUNNING || p.Pid != init.Pid {
 			t.Errorf("task after the execs: %s pid %d, want RUNNING pid %d", p.Status, p.Pid, init.Pid)
 		}
 	})
@@ -115,9 +115,9 @@ func TestExecThatNeverRan(t *testing.T) {
 // instead of blocking the process once a pipe is full.
 func TestExecStdinOnly(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
-		tc := scTasks(t, c)
-		scRunDetached(t, c, rt, "so", "sleep", "600")
-		scWaitStatus(t, c, tc, "so", tasktypes.Status_RUNNING)
+		s := newScenario(t, c, rt)
+		s.run("so", "sleep", "600")
+		s.waitStatus("so", tasktypes.Status_RUNNING)
 		dir := t.TempDir()
 		stdin := filepath.Join(dir, "stdin")
 		if err := unix.Mkfifo(stdin, 0o600); err != nil {
@@ -129,20 +129,20 @@ func TestExecStdinOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer in.Close()
-		req := scExecRequest(t, "so", "big", "sh", "-c", "head -c 1048576 /dev/zero; exit 6")
+		req := s.execRequest("so", "big", "sh", "-c", "head -c 1048576 /dev/zero; exit 6")
 		req.Stdin = stdin
-		if _, err := tc.Exec(scCtx(t, c), req); err != nil {
+		if _, err := s.tc.Exec(s.ctx(), req); err != nil {
 			t.Fatal(err)
 		}
 		wctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 30*time.Second)
 		defer cancel()
 		waited := make(chan *tasks.WaitResponse, 1)
 		go func() {
-			r, _ := tc.Wait(wctx, &tasks.WaitRequest{ContainerID: "so", ExecID: "big"})
+			r, _ := s.tc.Wait(wctx, &tasks.WaitRequest{ContainerID: "so", ExecID: "big"})
 			waited <- r
 		}()
 		time.Sleep(5 * time.Millisecond)
-		if _, err := tc.Start(scCtx(t, c), &tasks.StartRequest{ContainerID: "so", ExecID: "big"}); err != nil {
+		if _, err := s.tc.Start(s.ctx(), &tasks.StartRequest{ContainerID: "so", ExecID: "big"}); err != nil {
 			if rt.Handler == "watch" {
 				t.Fatal(err)
 			}
@@ -179,7 +179,7 @@ func TestBinaryLoggerEnv(t *testing.T) {
 		mustCtr(t, c, "run", "-d", "--runtime", rt.Type, "--log-uri", "binary://"+logger,
 			harness.BusyboxImage, "lg", "sh", "-c", "echo hello; sleep 600")
 		var env string
-		if !scEventually(20*time.Second, func() bool {
+		if !eventually(20*time.Second, func() bool {
 			b, err := os.ReadFile(out)
 			env = string(b)
 			return err == nil

@@ -3,10 +3,15 @@
 package e2e
 
 import (
+	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 
 	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
 )
@@ -132,4 +137,78 @@ func waitEvent(t *testing.T, events <-chan harness.Event, match func(harness.Eve
 			t.Fatal("no matching event within 30s")
 		}
 	}
+}
+
+// TestHarnessFifoLeftovers checks that the leftover checks catch stdio
+// fifos: an exec whose ctr was killed leaves its fifo dir in the private
+// FifoDir, which Cleanup reports; a ctr call that bypasses the private dir
+// (a global flag ahead of run hides the subcommand from the harness)
+// leaves one in ctr's shared default dir, which Leftovers reports when no
+// other containerd runs on the machine.
+func TestHarnessFifoLeftovers(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		s := newScenario(t, c, runtimes[0])
+		s.run("x", "sleep", "600")
+		s.waitStatus("x", tasktypes.Status_RUNNING)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		exec := c.CtrCommand(ctx, "tasks", "exec", "--exec-id", "killed", "x", "sleep", "600")
+		if err := exec.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if !eventually(30*time.Second, func() bool { return len(s.pids("x")) == 2 }) {
+			t.Fatalf("exec killed did not start: pids %v", s.pids("x"))
+		}
+		exec.Process.Kill()
+		exec.Wait()
+
+		before := sharedFifoDirs()
+		mustCtr(t, c, "--debug", "run", "-d", "--runtime", harness.RuncRuntime, harness.BusyboxImage, "shared", "true")
+		s.waitStatus("shared", tasktypes.Status_STOPPED)
+		if _, err := s.tc.Delete(s.ctx(), &tasks.DeleteTaskRequest{ContainerID: "shared"}); err != nil {
+			t.Fatal(err)
+		}
+		var made []string
+		for dir := range sharedFifoDirs() {
+			if !before[dir] {
+				made = append(made, dir)
+				defer os.RemoveAll(dir)
+			}
+		}
+		if len(made) != 1 {
+			t.Fatalf("fifo dirs ctr made in /run/containerd/fifo: %q, want one", made)
+		}
+		shared := matching(c.Leftovers(), "shared fifo dir "+made[0])
+		switch {
+		case !c.SharedFifosAttributable():
+			t.Logf("another containerd runs: Leftovers cannot tell %s is ours", made[0])
+		case len(shared) != 1:
+			t.Errorf("Leftovers reports %q for the fifo dir ctr left in /run/containerd/fifo, want %s", shared, made[0])
+		}
+		problems := c.Cleanup()
+		if exec := matching(problems, "exec fifo dir "+c.FifoDir()+"/exec/"); len(exec) != 1 {
+			t.Errorf("Cleanup reports %q for the fifo dir of a killed ctr exec, want one (all: %q)", exec, problems)
+		}
+	})
+}
+
+// sharedFifoDirs returns the directories in ctr's default fifo directory.
+func sharedFifoDirs() map[string]bool {
+	entries, _ := os.ReadDir("/run/containerd/fifo")
+	out := map[string]bool{}
+	for _, e := range entries {
+		out[filepath.Join("/run/containerd/fifo", e.Name())] = true
+	}
+	return out
+}
+
+// matching returns the items of list that start with prefix.
+func matching(list []string, prefix string) []string {
+	var out []string
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

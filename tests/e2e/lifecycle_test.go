@@ -33,9 +33,9 @@ func TestScenarioRunExitCode(t *testing.T) {
 func TestScenarioKillFromOutside(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
 		events := subscribe(t, c)
-		tc := scTasks(t, c)
-		scRunDetached(t, c, rt, "k", "sleep", "600")
-		running := scWaitStatus(t, c, tc, "k", tasktypes.Status_RUNNING)
+		s := newScenario(t, c, rt)
+		s.run("k", "sleep", "600")
+		running := s.waitStatus("k", tasktypes.Status_RUNNING)
 		mustCtr(t, c, "tasks", "kill", "--signal", "SIGKILL", "k")
 		e := waitEvent(t, events, func(e harness.Event) bool {
 			return e.Topic == "/tasks/exit" && e.ContainerID == "k" && (e.ExecID == "" || e.ExecID == "k")
@@ -43,7 +43,7 @@ func TestScenarioKillFromOutside(t *testing.T) {
 		if e.ExitStatus != 137 || e.Pid != running.Pid || e.ExitedAt.IsZero() {
 			t.Errorf("exit event %+v, want status 137 pid %d with exited_at", e, running.Pid)
 		}
-		p := scWaitStatus(t, c, tc, "k", tasktypes.Status_STOPPED)
+		p := s.waitStatus("k", tasktypes.Status_STOPPED)
 		if p.ExitStatus != 137 {
 			t.Errorf("stopped task exit status %d, want 137", p.ExitStatus)
 		}
@@ -53,14 +53,14 @@ func TestScenarioKillFromOutside(t *testing.T) {
 		}
 		dctx, dcancel := context.WithTimeout(c.NSContext(context.Background()), 30*time.Second)
 		defer dcancel()
-		del, err := tc.Delete(dctx, &tasks.DeleteTaskRequest{ContainerID: "k"})
+		del, err := s.tc.Delete(dctx, &tasks.DeleteTaskRequest{ContainerID: "k"})
 		if err != nil {
 			t.Fatalf("delete task k: %v", err)
 		}
 		if del.ExitStatus != 137 || del.Pid != running.Pid || del.ExitedAt == nil {
 			t.Errorf("delete response %v, want exit status 137 pid %d with exited_at", del, running.Pid)
 		}
-		if ok := scEventually(10*time.Second, func() bool { return len(c.ShimPids(rt.Handler)) == 0 }); !ok {
+		if ok := eventually(10*time.Second, func() bool { return len(c.ShimPids(rt.Handler)) == 0 }); !ok {
 			t.Logf("%s: shim still running after task delete (pids %v)", rt.Handler, c.ShimPids(rt.Handler))
 		}
 		mustCtr(t, c, "containers", "delete", "k")

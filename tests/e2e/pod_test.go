@@ -58,7 +58,7 @@ func TestScenarioPod(t *testing.T) {
 
 		for i, ct := range specs {
 			want := "hello-" + ct.Name
-			ok := scEventually(10*time.Second, func() bool {
+			ok := eventually(10*time.Second, func() bool {
 				out, _ := c.Crictl("logs", ids[i])
 				return strings.Contains(out, want)
 			})
@@ -92,7 +92,7 @@ func TestScenarioPod(t *testing.T) {
 		if out := mustCrictl(t, c, "pods", "-q"); strings.TrimSpace(out) != "" {
 			t.Errorf("pods left after rmp: %q", out)
 		}
-		if !scEventually(10*time.Second, func() bool { return len(c.ShimPids(rt.Handler)) == 0 }) {
+		if !eventually(10*time.Second, func() bool { return len(c.ShimPids(rt.Handler)) == 0 }) {
 			t.Errorf("%s: shim still running 10s after rmp: %v", rt.Handler, c.ShimPids(rt.Handler))
 		}
 	})

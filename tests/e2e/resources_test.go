@@ -27,9 +27,9 @@ import (
 func TestScenarioResources(t *testing.T) {
 	forEach(t, func(t *testing.T, c *harness.Containerd, rt runtime) {
 		events := subscribe(t, c)
-		tc := scTasks(t, c)
-		scRunDetached(t, c, rt, "r", "sleep", "600")
-		p := scWaitStatus(t, c, tc, "r", tasktypes.Status_RUNNING)
+		s := newScenario(t, c, rt)
+		s.run("r", "sleep", "600")
+		p := s.waitStatus("r", tasktypes.Status_RUNNING)
 		memDir, err := harness.CgroupV1Path(int(p.Pid), "memory")
 		if err != nil {
 			t.Fatal(err)
@@ -39,7 +39,7 @@ func TestScenarioResources(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		m := scMetrics(t, c, tc, "r")
+		m := s.metrics("r")
 		if m.Memory == nil || m.Memory.Usage == nil || m.Memory.Usage.Usage == 0 {
 			t.Errorf("metrics lack memory usage: %v", m.Memory)
 		}
@@ -51,20 +51,20 @@ func TestScenarioResources(t *testing.T) {
 		}
 
 		// ctr has no task update: send containerd's Update as ctr's library would.
-		scUpdateMemory(t, c, tc, "r", 67108864)
-		if got := scReadTrim(t, filepath.Join(memDir, "memory.limit_in_bytes")); got != "67108864" {
+		s.updateMemory("r", 67108864)
+		if got := readTrim(t, filepath.Join(memDir, "memory.limit_in_bytes")); got != "67108864" {
 			t.Errorf("memory.limit_in_bytes after update = %s, want 67108864", got)
 		}
-		if m := scMetrics(t, c, tc, "r"); m.Memory == nil || m.Memory.Usage == nil || m.Memory.Usage.Limit != 67108864 {
+		if m := s.metrics("r"); m.Memory == nil || m.Memory.Usage == nil || m.Memory.Usage.Limit != 67108864 {
 			t.Errorf("metrics memory limit after update: %v, want 67108864", m.Memory)
 		}
 
 		mustCtr(t, c, "tasks", "pause", "r")
 		waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/paused" && e.ContainerID == "r" })
-		if got := scGet(t, c, tc, "r"); got.Status != tasktypes.Status_PAUSED {
+		if got := s.get("r"); got.Status != tasktypes.Status_PAUSED {
 			t.Errorf("status after pause %s, want PAUSED", got.Status)
 		}
-		if got := scReadTrim(t, filepath.Join(freezerDir, "freezer.state")); got != "FROZEN" {
+		if got := readTrim(t, filepath.Join(freezerDir, "freezer.state")); got != "FROZEN" {
 			t.Errorf("freezer.state after pause = %s, want FROZEN", got)
 		}
 		if out := mustCtr(t, c, "tasks", "list"); !strings.Contains(out, "PAUSED") {
@@ -73,10 +73,10 @@ func TestScenarioResources(t *testing.T) {
 
 		mustCtr(t, c, "tasks", "resume", "r")
 		waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/resumed" && e.ContainerID == "r" })
-		if got := scGet(t, c, tc, "r"); got.Status != tasktypes.Status_RUNNING || got.Pid != p.Pid {
+		if got := s.get("r"); got.Status != tasktypes.Status_RUNNING || got.Pid != p.Pid {
 			t.Errorf("after resume: %s pid %d, want RUNNING pid %d", got.Status, got.Pid, p.Pid)
 		}
-		if got := scReadTrim(t, filepath.Join(freezerDir, "freezer.state")); got != "THAWED" {
+		if got := readTrim(t, filepath.Join(freezerDir, "freezer.state")); got != "THAWED" {
 			t.Errorf("freezer.state after resume = %s, want THAWED", got)
 		}
 		// The container still works after the round trip.
@@ -86,12 +86,13 @@ func TestScenarioResources(t *testing.T) {
 	})
 }
 
-// scMetrics returns the cgroup v1 metrics of task id.
-func scMetrics(t *testing.T, c *harness.Containerd, tc tasks.TasksClient, id string) *stats.Metrics {
+// metrics returns the cgroup v1 metrics of task id.
+func (s *scenario) metrics(id string) *stats.Metrics {
+	t := s.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.c.NSContext(context.Background()), 30*time.Second)
 	defer cancel()
-	resp, err := tc.Metrics(ctx, &tasks.MetricsRequest{Filters: []string{"id==" + id}})
+	resp, err := s.tc.Metrics(ctx, &tasks.MetricsRequest{Filters: []string{"id==" + id}})
 	if err != nil {
 		t.Fatalf("metrics %s: %v", id, err)
 	}
@@ -109,24 +110,26 @@ func scMetrics(t *testing.T, c *harness.Containerd, tc tasks.TasksClient, id str
 	return &m
 }
 
-// scUpdateMemory sets the memory limit of task id through containerd's
+// updateMemory sets the memory limit of task id through containerd's
 // Update (resources as JSON LinuxResources, as the client sends them).
-func scUpdateMemory(t *testing.T, c *harness.Containerd, tc tasks.TasksClient, id string, limit int64) {
+func (s *scenario) updateMemory(id string, limit int64) {
+	t := s.t
 	t.Helper()
 	res, err := json.Marshal(specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(c.NSContext(context.Background()), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.c.NSContext(context.Background()), 30*time.Second)
 	defer cancel()
-	_, err = tc.Update(ctx, &tasks.UpdateTaskRequest{ContainerID: id, Resources: &anypb.Any{
+	_, err = s.tc.Update(ctx, &tasks.UpdateTaskRequest{ContainerID: id, Resources: &anypb.Any{
 		TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", Value: res}})
 	if err != nil {
 		t.Fatalf("update %s memory limit: %v", id, err)
 	}
 }
 
-func scReadTrim(t *testing.T, path string) string {
+// readTrim returns the content of path without surrounding space.
+func readTrim(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -182,7 +182,7 @@ func criInfo(t *testing.T, c *harness.Containerd, id string) criInspect {
 // waitLines waits (30 s) until mc's CRI log holds n lines on stdout.
 func waitLines(t *testing.T, mc *mCase, n int) {
 	t.Helper()
-	if !scEventually(30*time.Second, func() bool { return countStdout(mc.logPath) >= n }) {
+	if !eventually(30*time.Second, func() bool { return countStdout(mc.logPath) >= n }) {
 		t.Fatalf("container %s: %d lines in its CRI log after 30 s, want %d", mc.name, countStdout(mc.logPath), n)
 	}
 }
@@ -394,7 +394,7 @@ func startPreExec(t *testing.T, c *harness.Containerd, mc *mCase) *mExec {
 		t.Fatal(err)
 	}
 	go func() { e.done <- e.cmd.Wait() }()
-	if !scEventually(30*time.Second, func() bool { return strings.Contains(e.out.String(), "pre 0") }) {
+	if !eventually(30*time.Second, func() bool { return strings.Contains(e.out.String(), "pre 0") }) {
 		t.Fatalf("exec before the restart printed %q in 30 s, want pre 0", e.out.String())
 	}
 	return e

@@ -103,9 +103,9 @@ func shimResources(t *testing.T, pids []int) resources {
 	t.Helper()
 	var r resources
 	for _, pid := range pids {
-		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		r.FDs += len(fds)
-		r.Threads += procStatusInt(pid, "Threads")
+		st, _ := harness.ReadProcStatus(pid) // a shim gone counts zero
+		r.FDs += st.FDs
+		r.Threads += st.Threads
 		r.Goroutines += watchGoroutines(pid)
 	}
 	return r
@@ -121,20 +121,6 @@ func settle(t *testing.T, pids []int, before resources) resources {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func procStatusInt(pid int, key string) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
 }
 
 // watchGoroutines asks a watch shim for its goroutine count (0 for others).

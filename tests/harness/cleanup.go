@@ -44,12 +44,13 @@ func (c *Containerd) cleanup() []string {
 	if c.Running() {
 		c.removeAll()
 	}
+	fifos := c.execFifoLeftovers() // before cleanDir removes them
 	if err := c.Stop(); err != nil {
 		c.t.Logf("stop containerd: %v", err)
 	}
 	sockets := shimSocketsOf(c.Dir)
 	cleanDir(c.Dir)
-	return append(c.Leftovers(), existing(sockets)...)
+	return append(append(c.Leftovers(), existing(sockets)...), fifos...)
 }
 
 // removeAll removes CRI pods and containers, then every task and container
@@ -174,9 +175,11 @@ func existing(paths []string) []string {
 
 // Leftovers lists what remains of this instance besides a running
 // containerd and its own sockets: processes referencing Dir,
-// runc containers bundled under it, mounts and sockets under it, and shim
-// sockets it used (known while Dir exists; Cleanup checks them too). Empty
-// means clean.
+// runc containers bundled under it, mounts and sockets under it, shim
+// sockets it used (known while Dir exists; Cleanup checks them too), and
+// fifo directories created in ctr's shared default directory since Start
+// (see sharedFifoLeftovers). Cleanup adds the exec fifo directories left
+// in FifoDir (see execFifoLeftovers). Empty means clean.
 func (c *Containerd) Leftovers() []string {
 	var out []string
 	for _, p := range processesUnder(c.Dir) {
@@ -196,7 +199,8 @@ func (c *Containerd) Leftovers() []string {
 			out = append(out, "socket "+s)
 		}
 	}
-	return append(out, existing(shimSocketsOf(c.Dir))...)
+	out = append(out, existing(shimSocketsOf(c.Dir))...)
+	return append(out, c.sharedFifoLeftovers()...)
 }
 
 // socketsUnder returns the unix sockets in the tree at dir.

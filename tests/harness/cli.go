@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,8 +50,10 @@ func (c *Containerd) ImportImages() error {
 	return nil
 }
 
+// ctrArgs returns ctr's global flags for namespace ns followed by args,
+// with a private --fifo-dir for the subcommands that create fifos.
 func (c *Containerd) ctrArgs(ns string, args ...string) []string {
-	return append([]string{"--address", c.Address, "--namespace", ns}, args...)
+	return append([]string{"--address", c.Address, "--namespace", ns}, c.withFifoDir(args)...)
 }
 
 func (c *Containerd) crictlArgs(args ...string) []string {
@@ -78,10 +81,14 @@ func (c *Containerd) run(ctx context.Context, timeout time.Duration, bin string,
 	return stdout.String(), nil
 }
 
-// userArgs drops the leading global flags (and their values) of a ctr or crictl call.
+// userArgs drops the leading global flags (and their values) of a ctr or
+// crictl call, and the --fifo-dir the harness inserts.
 func userArgs(args []string) []string {
 	for len(args) >= 2 && strings.HasPrefix(args[0], "--") {
 		args = args[2:]
+	}
+	if i := slices.Index(args, "--fifo-dir"); i >= 0 && i+1 < len(args) {
+		args = slices.Concat(args[:i], args[i+2:])
 	}
 	return args
 }

@@ -58,6 +58,12 @@ type Containerd struct {
 
 	// cleanOnce runs Cleanup's work once; concurrent calls wait for it.
 	cleanOnce sync.Once
+
+	// sharedFifosBefore are the entries of sharedFifoDir at start, and
+	// otherAtStart tells whether another containerd ran then: see
+	// sharedFifoLeftovers.
+	sharedFifosBefore map[string]bool
+	otherAtStart      bool
 }
 
 // socketName is the name of containerd's gRPC socket in the instance dir.
@@ -111,6 +117,7 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 		Address: filepath.Join(dir, socketName), watchOptions: opts.WatchOptions,
 		ociRuntime: opts.OCIRuntime,
 	}
+	c.sharedFifosBefore, c.otherAtStart = sharedFifoNames(), c.otherContainerd()
 	register(c)
 	if err := writeOwner(dir); err != nil {
 		return c, err

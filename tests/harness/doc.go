@@ -5,7 +5,8 @@
 // every process, mount and socket it caused when the test ends.
 //
 // All state lives in one temporary directory: containerd's root, state,
-// sockets, runc root, CRI pod logs and its log file. Tests need root and the
+// sockets, runc root, CRI pod logs, its log file and the stdio fifos of
+// ctr calls (FifoDir; never ctr's shared /run/containerd/fifo). Tests need root and the
 // binaries that scripts/install-deps.sh builds into .bin/.
 //
 // Environment:

@@ -24,9 +24,6 @@ func (c *Containerd) CtrCommand(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// CtrPath returns the path of this version's ctr binary.
-func (c *Containerd) CtrPath() string { return c.bins.ctr }
-
 // Tasks dials containerd's gRPC socket and returns its Tasks service
 // client; the connection closes when the test ends. Use NSContext for the
 // namespace of each call.

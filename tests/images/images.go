@@ -4,7 +4,10 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"sort"
 	"strings"
+
+	"github.com/watchshim/containerd-shim-watch-v2/tests/harness/tarlayer"
 )
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -33,9 +36,9 @@ func busyboxImage(bin string) (image, error) {
 	}
 	entries := baseDirs()
 	entries = append(entries,
-		fileEntry("bin/busybox", 0o755, data),
-		fileEntry("etc/passwd", 0o644, []byte(passwd)),
-		fileEntry("etc/group", 0o644, []byte(group)),
+		tarlayer.File("bin/busybox", 0o755, data),
+		tarlayer.File("etc/passwd", 0o644, []byte(passwd)),
+		tarlayer.File("etc/group", 0o644, []byte(group)),
 	)
 	entries = append(entries, appletLinks(string(applets))...)
 	layer, err := buildLayer(entries)
@@ -54,7 +57,7 @@ func pauseImage(bin string) (image, error) {
 	if err != nil {
 		return image{}, err
 	}
-	layer, err := buildLayer([]entry{fileEntry("pause", 0o755, data)})
+	layer, err := buildLayer([]tarlayer.Entry{tarlayer.File("pause", 0o755, data)})
 	if err != nil {
 		return image{}, err
 	}
@@ -64,24 +67,30 @@ func pauseImage(bin string) (image, error) {
 	}, nil
 }
 
-func baseDirs() []entry {
-	var entries []entry
+// buildLayer returns an uncompressed tar of entries sorted by name.
+func buildLayer(entries []tarlayer.Entry) ([]byte, error) {
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	return tarlayer.Bytes(entries)
+}
+
+func baseDirs() []tarlayer.Entry {
+	var entries []tarlayer.Entry
 	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "var", "var/run", "dev", "proc", "sys", "run"} {
-		entries = append(entries, dirEntry(d, 0o755))
+		entries = append(entries, tarlayer.Dir(d, 0o755))
 	}
-	return append(entries, dirEntry("tmp", 0o1777))
+	return append(entries, tarlayer.Dir("tmp", 0o1777))
 }
 
 // appletLinks returns a symlink to /bin/busybox for each applet path listed.
-func appletLinks(list string) []entry {
-	var links []entry
+func appletLinks(list string) []tarlayer.Entry {
+	var links []tarlayer.Entry
 	for _, p := range strings.Fields(list) {
 		p = strings.TrimPrefix(p, "/")
 		if p == "bin/busybox" {
 			continue
 		}
 		if path.Dir(p) != "." {
-			links = append(links, linkEntry(p, "/bin/busybox"))
+			links = append(links, tarlayer.Symlink(p, "/bin/busybox"))
 		}
 	}
 	return links

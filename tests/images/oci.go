@@ -1,12 +1,13 @@
 package main
 
 import (
-	"archive/tar"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
+
+	"github.com/watchshim/containerd-shim-watch-v2/tests/harness/tarlayer"
 )
 
 // Media types of the OCI image specification.
@@ -67,12 +68,12 @@ func imageConfig(img image, layer descriptor) map[string]any {
 		cfg["Cmd"] = img.cmd
 	}
 	return map[string]any{
-		"created":      epoch.Format("2006-01-02T15:04:05Z"),
+		"created":      tarlayer.Epoch.Format("2006-01-02T15:04:05Z"),
 		"architecture": "amd64",
 		"os":           "linux",
 		"config":       cfg,
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{layer.Digest}},
-		"history":      []map[string]any{{"created": epoch.Format("2006-01-02T15:04:05Z"), "created_by": "tests/images"}},
+		"history":      []map[string]any{{"created": tarlayer.Epoch.Format("2006-01-02T15:04:05Z"), "created_by": "tests/images"}},
 	}
 }
 
@@ -107,11 +108,11 @@ func writeArchive(path string, img image) error {
 	if err != nil {
 		return err
 	}
-	files := []entry{
-		fileEntry("oci-layout", 0o644, []byte(`{"imageLayoutVersion":"1.0.0"}`)),
-		fileEntry("index.json", 0o644, index),
-		dirEntry("blobs", 0o755),
-		dirEntry("blobs/sha256", 0o755),
+	files := []tarlayer.Entry{
+		tarlayer.File("oci-layout", 0o644, []byte(`{"imageLayoutVersion":"1.0.0"}`)),
+		tarlayer.File("index.json", 0o644, index),
+		tarlayer.Dir("blobs", 0o755),
+		tarlayer.Dir("blobs/sha256", 0o755),
 	}
 	digests := make([]string, 0, len(b))
 	for d := range b {
@@ -119,28 +120,17 @@ func writeArchive(path string, img image) error {
 	}
 	sort.Strings(digests)
 	for _, d := range digests {
-		files = append(files, fileEntry("blobs/sha256/"+d[len("sha256:"):], 0o644, b[d]))
+		files = append(files, tarlayer.File("blobs/sha256/"+d[len("sha256:"):], 0o644, b[d]))
 	}
 	return writeTar(path, files)
 }
 
-func writeTar(path string, files []entry) error {
+func writeTar(path string, files []tarlayer.Entry) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(f)
-	for _, e := range files {
-		if err := tw.WriteHeader(header(e)); err != nil {
-			f.Close()
-			return err
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
+	if err := tarlayer.Write(f, files); err != nil {
 		f.Close()
 		return err
 	}
