@@ -73,6 +73,9 @@ func (b *bencher) probes(ctrs []string, window time.Duration) []float64 {
 			for next := start.Add(offset); next.Before(start.Add(window)); next = next.Add(time.Second) {
 				time.Sleep(time.Until(next))
 				d := b.execSync(id)
+				if os.Getenv("BENCH_PROBE_TRACE") != "" {
+					b.t.Logf("probe %s at %.1fs: %.0f ms", id[:8], time.Since(start).Seconds(), d)
+				}
 				mu.Lock()
 				lat = append(lat, d)
 				mu.Unlock()
