@@ -47,6 +47,9 @@ type Cluster struct {
 	// ports: etcd client and peer, API server, kubelet.
 	etcdPort, peerPort, apiPort, kubeletPort int
 
+	// madeLogLinkDir: containerLogLinks did not exist before the kubelet started.
+	madeLogLinkDir bool
+
 	mu    sync.Mutex
 	comps []*component // started components, in start order
 }

@@ -38,16 +38,27 @@ func (k *Cluster) teardown() []string {
 
 // removeHostState runs last in the containerd's Cleanup, once every
 // process of the instance is gone: it removes what lives outside its Dir,
-// the cgroup root with the kubelet's kubepods tree, and the pod bridge.
+// the cgroup root with the kubelet's kubepods tree, the kubelet's log
+// symlinks (and their dir, when the kubelet created it), and the pod bridge.
 func (k *Cluster) removeHostState() []string {
-	return removeNodeState(k.C.Dir)
+	problems := removeNodeState(k.C.Dir)
+	if k.madeLogLinkDir {
+		os.Remove(containerLogLinks) // only when empty: another kubelet may use it since
+	}
+	return problems
 }
 
-// removeNodeState removes the cgroup root and the bridge of the cluster
+// removeNodeState removes the cgroup root, the container log symlinks and
+// the bridge of the cluster
 // whose containerd lived in dir, and reports what it could not remove.
 // The stale sweep calls it too: both names derive from dir.
 func removeNodeState(dir string) []string {
 	problems := removeCgroupTree("/" + filepath.Base(dir))
+	for _, l := range logSymlinksInto(dir) {
+		if err := os.Remove(l); err != nil && !os.IsNotExist(err) {
+			problems = append(problems, err.Error())
+		}
+	}
 	if err := deleteLink(bridgeName(dir)); err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -161,6 +172,22 @@ func cgroupProcs(dir string) []int {
 	return pids
 }
 
+// containerLogLinks is where the kubelet links every container's log, for
+// log collectors that predate pod log dirs.
+const containerLogLinks = "/var/log/containers"
+
+// logSymlinksInto returns the links in containerLogLinks to files under dir.
+func logSymlinksInto(dir string) []string {
+	links, _ := filepath.Glob(filepath.Join(containerLogLinks, "*"))
+	var out []string
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, dir+"/") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // deleteLink deletes network interface name when it exists.
 func deleteLink(name string) error {
 	if _, err := os.Stat(filepath.Join("/sys/class/net", name)); err != nil {
@@ -174,7 +201,8 @@ func deleteLink(name string) error {
 
 // PodLeftovers lists what remains on the node of pods that are gone: shims
 // of the node's containerd and their sockets, CRI sandboxes, task bundles,
-// runc containers and mounts under the containerd's Dir, and pod cgroups
+// runc containers and mounts under the containerd's Dir, the kubelet's log
+// symlinks to files there, and pod cgroups
 // below the kubelet's kubepods tree in any hierarchy. Empty means clean;
 // the kubelet removes a deleted pod's cgroups some seconds after the pod
 // object is gone, so callers poll.
@@ -199,6 +227,9 @@ func (k *Cluster) PodLeftovers() []string {
 	}
 	for _, mp := range mountsUnder(k.C.Dir) {
 		out = append(out, "mount "+mp)
+	}
+	for _, l := range logSymlinksInto(k.C.Dir) {
+		out = append(out, "log symlink "+l)
 	}
 	for _, mp := range cgroupMounts() {
 		for _, dir := range cgroupDirs(filepath.Join(mp, k.CgroupRoot, "kubepods")) {

@@ -149,6 +149,9 @@ func (k *Cluster) startKubelet() error {
 	if err := createCgroupRoot(k.CgroupRoot); err != nil {
 		return err
 	}
+	if _, err := os.Stat(containerLogLinks); os.IsNotExist(err) {
+		k.madeLogLinkDir = true
+	}
 	cfg := k.path("kubelet.yaml")
 	err := writeTemplate(cfg, kubeletConfigTemplate, kubeletConfig{
 		Port: k.kubeletPort, CA: k.pki.caCert, Containerd: k.C.Address, CgroupRoot: k.CgroupRoot,
