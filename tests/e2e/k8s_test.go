@@ -162,9 +162,6 @@ func TestKubernetesExitCode(t *testing.T) {
 			t.Errorf("kubectl logs %s = %q, %v; want %q", p.name, logs, err, "output of "+p.name)
 		}
 	}
-	if n := len(k.C.ShimPids("watch")); n != 1 {
-		t.Errorf("%d watch shims for the one watch pod, want 1", n)
-	}
 	if _, err := k.Kubectl("delete", "pod", "--wait", "--timeout=2m", pods[0].name, pods[1].name); err != nil {
 		t.Fatal(err)
 	}
