@@ -20,8 +20,6 @@ type ClusterOptions struct {
 	// Containerd configures the node's containerd (default version: the
 	// newest of Versions()).
 	Containerd Options
-	// NodeName is the node's name (default "watch-node").
-	NodeName string
 }
 
 // Cluster is a private single-node Kubernetes cluster on loopback, owned
@@ -37,9 +35,9 @@ type Cluster struct {
 	Dir        string      // cluster state: certificates, etcd data, kubelet root, logs
 	Kubeconfig string      // admin kubeconfig (group system:masters)
 	Server     string      // API server URL
-	NodeName   string
-	CgroupRoot string // kubelet's cgroupRoot, e.g. /watch-e2e-123
-	Bridge     string // CNI bridge name
+	NodeName   string      // "127.0.0.1" (see nodeName)
+	CgroupRoot string      // kubelet's cgroupRoot, e.g. /watch-e2e-123
+	Bridge     string      // CNI bridge name
 
 	bins k8sBinaries
 	pki  pki
@@ -64,13 +62,10 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	if opts.Containerd.Version == "" {
 		opts.Containerd.Version = NewestVersion()
 	}
-	if opts.NodeName == "" {
-		opts.NodeName = "watch-node"
-	}
 	c := Start(t, opts.Containerd)
 	bin, _ := BinDir()
 	k := &Cluster{
-		t: t, C: c, Dir: filepath.Join(c.Dir, "k8s"), NodeName: opts.NodeName,
+		t: t, C: c, Dir: filepath.Join(c.Dir, "k8s"), NodeName: nodeName,
 		CgroupRoot: "/" + filepath.Base(c.Dir), Bridge: bridgeName(c.Dir), bins: k8sBinariesIn(bin),
 	}
 	k.pki = newPKI(filepath.Join(k.Dir, "pki"))
@@ -81,6 +76,12 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	}
 	return k
 }
+
+// nodeName is the node's name, an IP as in hack/local-up-cluster.sh: the
+// kubelet refuses a loopback --node-ip but takes a name that is an IP as
+// its InternalIP, which the API server then dials for logs, exec and
+// port-forward, so the kubelet listens on loopback only.
+const nodeName = "127.0.0.1"
 
 // k8sBinaries are the paths of the cluster's programs in .bin.
 type k8sBinaries struct {

@@ -226,7 +226,9 @@ func (k *Cluster) PodLeftovers() []string {
 		out = append(out, "runc container "+rc.String())
 	}
 	for _, mp := range mountsUnder(k.C.Dir) {
-		out = append(out, "mount "+mp)
+		if mp != k.path("kubelet") { // the kubelet makes its root dir a shared mount
+			out = append(out, "mount "+mp)
+		}
 	}
 	for _, l := range logSymlinksInto(k.C.Dir) {
 		out = append(out, "log symlink "+l)

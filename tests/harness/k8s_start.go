@@ -59,7 +59,7 @@ func (k *Cluster) startAPIServer() error {
 		"--service-account-signing-key-file", p.saKey,
 		"--kubelet-client-certificate", p.kubeletClient,
 		"--kubelet-client-key", p.kubeletCK,
-		"--kubelet-preferred-address-types", "InternalIP,Hostname",
+		"--kubelet-preferred-address-types", "InternalIP",
 		"--profiling=false",
 	)
 	if err != nil {
@@ -166,7 +166,6 @@ func (k *Cluster) startKubelet() error {
 		"--root-dir", k.path("kubelet"),
 		"--cert-dir", k.path("kubelet-pki"),
 		"--hostname-override", k.NodeName,
-		"--node-ip", "127.0.0.1",
 	)
 	return err
 }
