@@ -146,6 +146,7 @@ func TestKubernetesExitCode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	start := time.Now()
 	var netns []string
 	for _, p := range pods {
 		st := waitPodPhase(t, k, p.name, "Failed", 2*time.Minute)
@@ -162,10 +163,15 @@ func TestKubernetesExitCode(t *testing.T) {
 			t.Errorf("kubectl logs %s = %q, %v; want %q", p.name, logs, err, "output of "+p.name)
 		}
 	}
+	t.Logf("both pods Failed with their logs served %s after creation", time.Since(start).Round(100*time.Millisecond))
+	start = time.Now()
 	if _, err := k.Kubectl("delete", "pod", "--wait", "--timeout=2m", pods[0].name, pods[1].name); err != nil {
 		t.Fatal(err)
 	}
-	waitNodeClean(t, k, time.Minute)
+	// The kubelet removes a deleted pod's sandboxes and log links in its
+	// container garbage collection, which runs once a minute.
+	waitNodeClean(t, k, 2*time.Minute)
+	t.Logf("pods deleted and the node clean in %s", time.Since(start).Round(100*time.Millisecond))
 	for _, ns := range netns {
 		if _, err := os.Lstat(ns); ns != "" && err == nil {
 			t.Errorf("network namespace %s of a deleted pod still exists", ns)

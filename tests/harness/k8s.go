@@ -71,9 +71,11 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	k.pki = newPKI(filepath.Join(k.Dir, "pki"))
 	k.Kubeconfig = filepath.Join(k.Dir, "admin.kubeconfig")
 	c.onCleanup(k.teardown, k.removeHostState)
+	start := time.Now()
 	if err := k.start(); err != nil {
 		t.Fatalf("start cluster: %v", err)
 	}
+	t.Logf("cluster up in %s (state in %s)", time.Since(start).Round(100*time.Millisecond), k.Dir)
 	return k
 }
 
