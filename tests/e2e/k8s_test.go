@@ -61,6 +61,19 @@ type podStatus struct {
 	} `json:"status"`
 }
 
+// terminated describes the state of the pod's one container: "exit code
+// N" once terminated.
+func terminated(p podStatus) string {
+	cs := p.Status.ContainerStatuses
+	switch {
+	case len(cs) != 1:
+		return fmt.Sprintf("statuses %d", len(cs))
+	case cs[0].State.Terminated == nil:
+		return "not terminated"
+	}
+	return fmt.Sprintf("exit code %d", cs[0].State.Terminated.ExitCode)
+}
+
 func getPod(t *testing.T, k *harness.Cluster, name string) podStatus {
 	t.Helper()
 	out, err := k.Kubectl("get", "pod", name, "-o", "json")
@@ -150,8 +163,8 @@ func TestKubernetesExitCode(t *testing.T) {
 	var netns []string
 	for _, p := range pods {
 		st := waitPodPhase(t, k, p.name, "Failed", 2*time.Minute)
-		if cs := st.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil || cs[0].State.Terminated.ExitCode != 3 {
-			t.Errorf("pod %s: container status %+v, want terminated with exit code 3", p.name, cs)
+		if got := terminated(st); got != "exit code 3" {
+			t.Errorf("pod %s: container %s, want terminated with exit code 3", p.name, got)
 		}
 		handler, ns := sandboxOf(t, k, p.name)
 		if handler != p.handler && !(p.handler == "runc" && handler == "") {

@@ -203,9 +203,10 @@ func deleteLink(name string) error {
 // of the node's containerd and their sockets, CRI sandboxes, task bundles,
 // runc containers and mounts under the containerd's Dir, the kubelet's log
 // symlinks to files there, and pod cgroups
-// below the kubelet's kubepods tree in any hierarchy. Empty means clean;
-// the kubelet removes a deleted pod's cgroups some seconds after the pod
-// object is gone, so callers poll.
+// below the kubelet's kubepods tree in any hierarchy. Empty means clean.
+// The kubelet removes a deleted pod's cgroups some seconds after the pod
+// object is gone, its sandboxes and log links in its once-a-minute
+// container garbage collection: callers poll.
 func (k *Cluster) PodLeftovers() []string {
 	var out []string
 	for _, rt := range []string{"runc", "watch"} {
