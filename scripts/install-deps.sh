@@ -25,12 +25,15 @@ install_packages() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# stamp_key NAME CMD... prints the hash identifying a build.
+# stamp_key NAME CMD... prints the hash identifying a build: the tool
+# module's go.mod, go.sum and own Go sources (kubernetes' etcd main), the
+# Go version and the command.
 stamp_key() {
 	local name="$1"
 	shift
 	{
 		cat "$TOOLS/$name/go.mod" "$TOOLS/$name/go.sum"
+		find "$TOOLS/$name" -name '*.go' -print0 | sort -z | xargs -0 -r cat
 		go version
 		echo "$*"
 	} | sha256sum | cut -d' ' -f1
