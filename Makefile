@@ -10,7 +10,7 @@ WATCH_CONTAINERD_VERSIONS ?= 2.2 2.3 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build deps unit e2e test demo install lint critest critest-crun bench fuzz
+.PHONY: help build deps unit e2e test demo install lint critest critest-crun bench fuzz cluster cluster-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,18 @@ demo: build ## As root: a pod on the stock runtime and one on watch, containers 
 	scripts/install-deps.sh demo
 	go build -tags e2e -o $(BIN)/watch-demo ./tests/demo
 	$(BIN)/watch-demo
+
+# The cluster needs the Kubernetes components, which deps does not build
+# (`install-deps.sh k8s` does, with what the demo needs).
+cluster: build ## As root: a private single-node Kubernetes cluster (handlers runc, watch) in the background; kubeconfig .cluster/kubeconfig
+	@[ "$$(id -u)" = 0 ] || { echo "cluster: needs root"; exit 1; }
+	scripts/install-deps.sh k8s
+	go build -tags e2e -o $(BIN)/watch-cluster ./tests/cluster
+	$(BIN)/watch-cluster up
+
+cluster-down: ## Stop the cluster of `make cluster` and remove everything it started
+	@[ -x $(BIN)/watch-cluster ] || { echo "cluster-down: no $(BIN)/watch-cluster"; exit 1; }
+	$(BIN)/watch-cluster down
 
 install: build ## Install the shim into $(PREFIX)/bin and print the containerd config snippet
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-watch-v2

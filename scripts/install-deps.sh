@@ -25,12 +25,15 @@ install_packages() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# stamp_key NAME CMD... prints the hash identifying a build.
+# stamp_key NAME CMD... prints the hash identifying a build: the tool
+# module's go.mod, go.sum and own Go sources (kubernetes' etcd main), the
+# Go version and the command.
 stamp_key() {
 	local name="$1"
 	shift
 	{
 		cat "$TOOLS/$name/go.mod" "$TOOLS/$name/go.sum"
+		find "$TOOLS/$name" -name '*.go' -print0 | sort -z | xargs -0 -r cat
 		go version
 		echo "$*"
 	} | sha256sum | cut -d' ' -f1
@@ -106,11 +109,38 @@ build_demo_tools() {
 	build critools crictl crictl go build -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
 }
 
-# main [demo]: everything the tests need, or with "demo" only what the demo needs.
+# k8s_ldflags prints the version ldflags Kubernetes' own build sets
+# (hack/lib/version.sh), from the tool module's pinned k8s.io/kubernetes,
+# so the binaries report v1.37.x and not v0.0.0; stripped as its releases are.
+k8s_ldflags() {
+	local v major minor flags="-s -w" pkg
+	v="$(cd "$TOOLS/kubernetes" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
+	major="${v#v}" && major="${major%%.*}"
+	minor="${v#v*.}" && minor="${minor%%.*}"
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+	done
+	echo "$flags"
+}
+
+# build_k8s_tools builds the single-node cluster's components: the
+# Kubernetes control plane, kubelet and kubectl at the version
+# tests/tools/kubernetes pins, and an etcd around the etcd server package
+# that version pins. Static (CGO_ENABLED=0), as Kubernetes releases them.
+build_k8s_tools() {
+	local pkg=k8s.io/kubernetes/cmd
+	build kubernetes kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd" \
+		env CGO_ENABLED=0 go build -trimpath -ldflags "$(k8s_ldflags)" -o "$BIN/" \
+		"$pkg/kube-apiserver" "$pkg/kube-controller-manager" "$pkg/kube-scheduler" "$pkg/kubelet" "$pkg/kubectl" ./etcd
+}
+
+# main [demo|k8s]: everything the tests need; with "demo" only what the
+# demo needs; with "k8s" what the demo needs plus the Kubernetes
+# components (not built by default: a cold build takes minutes).
 main() {
 	case "${1:-}" in
-	"" | demo) ;;
-	*) echo "usage: $0 [demo]" >&2; exit 2 ;;
+	"" | demo | k8s) ;;
+	*) echo "usage: $0 [demo|k8s]" >&2; exit 2 ;;
 	esac
 	if [ "$(id -u)" = 0 ]; then
 		install_packages
@@ -118,11 +148,11 @@ main() {
 		log "not root: skipping apt packages"
 	fi
 	mkdir -p "$BIN"
-	if [ "${1:-}" = demo ]; then
-		build_demo_tools
-	else
-		build_tools
-	fi
+	case "${1:-}" in
+	demo) build_demo_tools ;;
+	k8s) build_demo_tools && build_k8s_tools ;;
+	*) build_tools ;;
+	esac
 	build_images
 }
 

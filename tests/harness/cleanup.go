@@ -39,8 +39,10 @@ func (c *Containerd) Cleanup() []string {
 func (c *Containerd) cleanup() []string {
 	c.mu.Lock()
 	c.cleaned = true // StartAgain refuses from now on
+	before, after := c.before, c.after
 	c.mu.Unlock()
 	defer unregister(c)
+	problems := runHooks(before)
 	if c.Running() {
 		c.removeAll()
 	}
@@ -50,7 +52,19 @@ func (c *Containerd) cleanup() []string {
 	}
 	sockets := shimSocketsOf(c.Dir)
 	cleanDir(c.Dir)
-	return append(append(c.Leftovers(), existing(sockets)...), fifos...)
+	problems = append(problems, c.Leftovers()...)
+	problems = append(problems, existing(sockets)...)
+	problems = append(problems, fifos...)
+	return append(problems, runHooks(after)...)
+}
+
+// runHooks runs hooks, the last registered first, and collects their problems.
+func runHooks(hooks []func() []string) []string {
+	var problems []string
+	for i := len(hooks) - 1; i >= 0; i-- {
+		problems = append(problems, hooks[i]()...)
+	}
+	return problems
 }
 
 // removeAll removes CRI pods and containers, then every task and container

@@ -64,6 +64,20 @@ type Containerd struct {
 	// sharedFifoLeftovers.
 	sharedFifosBefore map[string]bool
 	otherAtStart      bool
+	// before and after are the hooks of onCleanup.
+	before, after []func() []string
+}
+
+// onCleanup registers work for Cleanup, which runs it however the instance
+// ends (test cleanup, interrupt): before runs first, while containerd is
+// still up (to stop what uses it); after runs last, once every process
+// and mount under Dir is gone (to remove what lives outside Dir). Each
+// returns what it could not clean.
+func (c *Containerd) onCleanup(before, after func() []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.before = append(c.before, before)
+	c.after = append(c.after, after)
 }
 
 // socketName is the name of containerd's gRPC socket in the instance dir.

@@ -9,6 +9,12 @@
 // ctr calls (FifoDir; never ctr's shared /run/containerd/fifo). Tests need root and the
 // binaries that scripts/install-deps.sh builds into .bin/.
 //
+// StartCluster adds a private single-node Kubernetes cluster on such a
+// containerd (k8s*.go): its state lives in the same directory, its pod
+// cgroups under a cgroup root named after it, its pods on a bridge named
+// after it, so that cleanup and the stale sweep find all of it. It needs
+// the binaries `scripts/install-deps.sh k8s` builds.
+//
 // Environment:
 //   - WATCH_CONTAINERD_VERSIONS: versions Versions returns ("2.2 2.3 2.4").
 //   - WATCH_REPO_ROOT: repository root, when not found from the working dir.

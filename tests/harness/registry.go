@@ -76,5 +76,6 @@ func sweepStale() {
 			continue
 		}
 		cleanDir(dir)
+		removeNodeState(dir)
 	}
 }
