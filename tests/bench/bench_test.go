@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -635,17 +634,11 @@ const clockTicks = 100 // sysconf(_SC_CLK_TCK) on Linux
 
 // watchCounter asks a watch shim for one of its counters.
 func watchCounter(t *testing.T, pid int, name string) float64 {
-	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	out, err := exec.Command(exe, "counters", strconv.Itoa(pid)).Output()
+	m, err := harness.WatchCounters(pid)
 	if err != nil {
-		t.Fatalf("counters of shim %d: %v", pid, err)
+		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(out, &m); err != nil {
-		t.Fatalf("counters of shim %d: %v: %s", pid, err, out)
-	}
-	v, _ := m[name].(float64)
-	return v
+	return m[name]
 }
 
 func loadavg() string {

@@ -3,13 +3,9 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -242,21 +238,11 @@ func leakWaitClean(c *harness.Containerd, rt runtime, timeout time.Duration) lea
 // watchTasks asks a watch shim how many tasks it serves (-1 for others or
 // when it does not answer).
 func watchTasks(pid int) int {
-	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if filepath.Base(exe) != harness.WatchShim {
-		return -1
-	}
-	out, err := exec.Command(exe, "counters", strconv.Itoa(pid)).CombinedOutput()
+	m, err := harness.WatchCounters(pid)
 	if err != nil {
 		return -1
 	}
-	var v struct {
-		Tasks int `json:"tasks"`
-	}
-	if err := json.Unmarshal(out, &v); err != nil {
-		return -1
-	}
-	return v.Tasks
+	return int(m["tasks"])
 }
 
 // leakLogCounts counts the containerd log lines that tell how shims of

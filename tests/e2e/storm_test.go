@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,20 +122,6 @@ func settle(t *testing.T, pids []int, before resources) resources {
 
 // watchGoroutines asks a watch shim for its goroutine count (0 for others).
 func watchGoroutines(pid int) int {
-	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if filepath.Base(exe) != harness.WatchShim {
-		return 0
-	}
-	out, err := exec.Command(exe, "counters", strconv.Itoa(pid)).CombinedOutput()
-	if err != nil {
-		fmt.Printf("counters of shim %d: %v: %s\n", pid, err, out)
-		return 0
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), `"goroutines":`); ok {
-			n, _ := strconv.Atoi(strings.Trim(strings.TrimSpace(v), ","))
-			return n
-		}
-	}
-	return 0
+	m, _ := harness.WatchCounters(pid) // nil for a stock shim
+	return int(m["goroutines"])
 }

@@ -5,8 +5,11 @@ package harness
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -55,4 +58,32 @@ func statusFields(data []byte) map[string]int {
 		}
 	}
 	return out
+}
+
+// WatchCounters asks a watch shim for its counters (`containerd-shim-watch-v2
+// counters PID`, run from the shim's own binary) and returns the numeric
+// ones by name. It fails when pid is not a watch shim or does not answer.
+func WatchCounters(pid int) (map[string]float64, error) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return nil, fmt.Errorf("counters of %d: %w", pid, err)
+	}
+	if filepath.Base(exe) != WatchShim {
+		return nil, fmt.Errorf("counters of %d: %s is not a watch shim", pid, exe)
+	}
+	out, err := exec.Command(exe, "counters", strconv.Itoa(pid)).Output()
+	if err != nil {
+		return nil, fmt.Errorf("counters of %d: %w", pid, err)
+	}
+	var all map[string]any
+	if err := json.Unmarshal(out, &all); err != nil {
+		return nil, fmt.Errorf("counters of %d: %w: %s", pid, err, out)
+	}
+	counters := map[string]float64{}
+	for k, v := range all {
+		if f, ok := v.(float64); ok {
+			counters[k] = f
+		}
+	}
+	return counters, nil
 }
