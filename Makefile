@@ -55,7 +55,7 @@ critest-crun: deps build ## Run critest as `critest` does, with Debian's crun (c
 	@[ "$$(id -u)" = 0 ] || { echo "critest: needs root"; exit 1; }
 	cd tests/critest && CRITEST_RUNTIME_BINARY=crun-compat go test -tags e2e,critest -count=1 -timeout 40m -v -run '^TestCritest$$' .
 
-bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BENCH_REPS=3); writes bench-results/latest/
+bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BENCH_REPS=5, ~30 min); writes bench-results/latest/
 	@[ "$$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
 	cd tests/bench && WATCH_REPO_ROOT=$(CURDIR) go test -tags 'bench e2e' -count=1 -timeout 90m -v -run '^TestBench$$' .
 
