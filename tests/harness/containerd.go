@@ -64,6 +64,10 @@ type Containerd struct {
 	// sharedFifoLeftovers.
 	sharedFifosBefore map[string]bool
 	otherAtStart      bool
+	// stopped tells that containerd was stopped during the test (Stop,
+	// Restart): a ctr exec it left mid-call exits without removing its
+	// fifos, so execFifoLeftovers does not count them.
+	stopped bool
 	// before and after are the hooks of onCleanup.
 	before, after []func() []string
 }
@@ -215,6 +219,7 @@ func (c *Containerd) Stop() error {
 		<-c.exited
 	}
 	c.cmd = nil
+	c.stopped = true
 	return c.logFile.Close()
 }
 

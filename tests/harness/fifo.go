@@ -68,8 +68,16 @@ func hasFlag(args []string, flag string) bool {
 // left: ctr removes an exec's fifos once the exec has exited and been
 // deleted, so one left means a ctr that did not finish (killed, hung, or
 // its exec never reported). Init fifos of detached tasks are expected
-// (ctr leaves them) and go with Dir.
+// (ctr leaves them) and go with Dir. So are an exec's when containerd was
+// stopped during the test: ctr loses its call and exits without removing
+// them (they go with Dir too); nil then.
 func (c *Containerd) execFifoLeftovers() []string {
+	c.mu.Lock()
+	stopped := c.stopped
+	c.mu.Unlock()
+	if stopped {
+		return nil
+	}
 	dir := filepath.Join(c.FifoDir(), "exec")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
