@@ -88,7 +88,7 @@ func TestBench(t *testing.T) {
 			order = []string{"watch", "runc"}
 		}
 		ok := t.Run(fmt.Sprintf("rep%d", rep), func(t *testing.T) {
-			c := harness.Start(t, harness.Options{Version: version})
+			c := harness.Start(t, harness.Options{Version: version, LogLevel: "info"})
 			for _, rt := range order {
 				b := &bencher{t: t, c: c, rt: rt, rep: rep}
 				m := b.run()
@@ -137,6 +137,9 @@ func (b *bencher) run() map[string]float64 {
 func (b *bencher) podFigures() {
 	s := b.startSleepers(fmt.Sprintf("p%d-%s", b.rep, b.rt))
 	b.m["pod_start_ms"] = median(s.startMs)
+	b.m["pod_sandbox_ms"] = median(s.sandboxMs)
+	b.m["pod_create_ms"] = median(s.createMs)
+	b.m["pod_startctr_ms"] = median(s.startCtrMs)
 	b.restFigures("1c")
 	b.execFigures(s.ctrIDs, b.restRate("1c"))
 	b.addContainers(s.podIDs, s.pods)
@@ -513,27 +516,45 @@ func (b *bencher) json(name string, v any) string {
 // three took in ms. crictl is not used for it: each crictl run adds ~75 ms
 // of its own start-up and image checks, the same for both runtimes, which
 // would dilute the ratio.
-func (b *bencher) startPod(pod, ctr map[string]any) (string, string, float64) {
+// podStart is one pod started by startPod: its ids, and how long each CRI
+// call took (ms).
+type podStart struct {
+	podID, ctrID              string
+	sandbox, create, startCtr float64
+}
+
+// total is the pod's start, RunPodSandbox to StartContainer returned.
+func (p podStart) total() float64 { return p.sandbox + p.create + p.startCtr }
+
+// startPod runs a pod sandbox with one container in it through CRI and
+// times each of the three calls.
+func (b *bencher) startPod(pod, ctr map[string]any) podStart {
 	cri := b.criClient()
 	podCfg, ctrCfg := new(runtimeapi.PodSandboxConfig), new(runtimeapi.ContainerConfig)
 	criConfig(b.t, pod, podCfg)
 	criConfig(b.t, ctr, ctrCfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	var p podStart
 	start := time.Now()
 	pr, err := cri.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: b.rt})
 	if err != nil {
 		b.t.Fatalf("%s: RunPodSandbox: %v", b.rt, err)
 	}
+	p.podID, p.sandbox = pr.PodSandboxId, ms(time.Since(start))
+	start = time.Now()
 	cr, err := cri.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: pr.PodSandboxId, Config: ctrCfg, SandboxConfig: podCfg})
 	if err != nil {
 		b.t.Fatalf("%s: CreateContainer: %v", b.rt, err)
 	}
+	p.ctrID, p.create = cr.ContainerId, ms(time.Since(start))
+	start = time.Now()
 	if _, err := cri.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
 		b.t.Fatalf("%s: StartContainer: %v", b.rt, err)
 	}
-	return pr.PodSandboxId, cr.ContainerId, ms(time.Since(start))
+	p.startCtr = ms(time.Since(start))
+	return p
 }
 
 // criClient returns a client of containerd's CRI, dialled on first use.

@@ -148,6 +148,8 @@ type sleepers struct {
 	pods           []harness.Pod
 	podIDs, ctrIDs []string
 	startMs        []float64 // how long each pod took to start
+	// the same, per CRI call: RunPodSandbox, CreateContainer, StartContainer
+	sandboxMs, createMs, startCtrMs []float64
 }
 
 // startSleepers starts pods (the package's count) of one sleeping
@@ -159,11 +161,14 @@ func (b *bencher) startSleepers(prefix string) sleepers {
 		if err := os.MkdirAll(filepath.Join(b.c.Dir, "pods", p.Name), 0o755); err != nil {
 			b.t.Fatal(err)
 		}
-		podID, ctrID, d := b.startPod(b.c.PodConfig(p), b.c.ContainerConfig(sleeper("c0")))
+		ps := b.startPod(b.c.PodConfig(p), b.c.ContainerConfig(sleeper("c0")))
 		s.pods = append(s.pods, p)
-		s.podIDs = append(s.podIDs, podID)
-		s.ctrIDs = append(s.ctrIDs, ctrID)
-		s.startMs = append(s.startMs, d)
+		s.podIDs = append(s.podIDs, ps.podID)
+		s.ctrIDs = append(s.ctrIDs, ps.ctrID)
+		s.startMs = append(s.startMs, ps.total())
+		s.sandboxMs = append(s.sandboxMs, ps.sandbox)
+		s.createMs = append(s.createMs, ps.create)
+		s.startCtrMs = append(s.startCtrMs, ps.startCtr)
 	}
 	return s
 }

@@ -21,7 +21,7 @@ state = "{{.Dir}}/state"
   address = "{{.Address}}.ttrpc"
 
 [debug]
-  level = "debug"
+  level = "{{.LogLevel}}"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{{.Dir}}/opt"
@@ -69,6 +69,7 @@ type configData struct {
 	RuncType, RuncShim, Runc string
 	WatchType, WatchShim     string
 	WatchOptions             string
+	LogLevel                 string
 }
 
 // writeConfig writes config.toml, the empty CNI conf dir and the PATH dir
@@ -102,6 +103,7 @@ func (c *Containerd) writeConfig() error {
 		Dir: c.Dir, Address: c.Address, PauseImage: PauseImage,
 		RuncType: RuncRuntime, RuncShim: c.bins.runcShim, Runc: runc,
 		WatchType: WatchRuntime, WatchShim: c.bins.watchShim, WatchOptions: watchOptions,
+		LogLevel: c.logLevel,
 	})
 }
 

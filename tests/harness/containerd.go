@@ -35,6 +35,10 @@ type Options struct {
 	// BinaryName). Default: runc's BinaryName is .bin/runc and watch has
 	// none, so it runs runc from containerd's PATH, the same .bin/runc.
 	OCIRuntime string
+	// LogLevel is containerd's log level (default "debug", which tests read;
+	// containerd starts its shims with -debug then). Benchmarks use "info",
+	// the level nodes run at.
+	LogLevel string
 }
 
 // Containerd is a private containerd instance owned by one test.
@@ -47,6 +51,7 @@ type Containerd struct {
 	bins      binaries
 	// watchOptions is Options.WatchOptions.
 	watchOptions string
+	logLevel     string // Options.LogLevel
 	// ociRuntime is Options.OCIRuntime.
 	ociRuntime string
 
@@ -133,7 +138,10 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 	c := &Containerd{
 		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
 		Address: filepath.Join(dir, socketName), watchOptions: opts.WatchOptions,
-		ociRuntime: opts.OCIRuntime,
+		ociRuntime: opts.OCIRuntime, logLevel: opts.LogLevel,
+	}
+	if c.logLevel == "" {
+		c.logLevel = "debug"
 	}
 	c.sharedFifosBefore, c.otherAtStart = sharedFifoNames(), c.otherContainerd()
 	register(c)
