@@ -2,7 +2,6 @@ package exitmon
 
 import (
 	"os/exec"
-	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +16,7 @@ func (m *Monitor) StartCmd(cmd *exec.Cmd) (<-chan Status, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.PidFD = &fd
-	if err := cmd.Start(); err != nil {
+	if err := m.startChild(cmd); err != nil {
 		m.Cancel(t)
 		return nil, err
 	}
@@ -27,29 +26,4 @@ func (m *Monitor) StartCmd(cmd *exec.Cmd) (<-chan Status, error) {
 		unix.Close(fd)
 	}
 	return ch, nil
-}
-
-// StartCmdLocked is StartCmd with the starting goroutine locked to its OS
-// thread until the child exits, for children that use a parent-death signal.
-func (m *Monitor) StartCmdLocked(cmd *exec.Cmd) (<-chan Status, error) {
-	type started struct {
-		ch  <-chan Status
-		err error
-	}
-	res := make(chan started, 1)
-	out := make(chan Status, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		ch, err := m.StartCmd(cmd)
-		res <- started{ch, err}
-		if err == nil {
-			out <- <-ch
-		}
-	}()
-	r := <-res
-	if r.err != nil {
-		return nil, r.err
-	}
-	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -32,6 +33,9 @@ type Monitor struct {
 	outbox    *outbox
 	wake      *waker        // nil: Run reaps on SIGCHLD
 	sweep     time.Duration // reap this often without a wake-up
+	// childSlack is the timer slack StartCmd's children begin with, in
+	// ns; 0: the forking thread's (SetChildSlack).
+	childSlack atomic.Int64
 }
 
 type reaped struct {

@@ -28,25 +28,30 @@ func ReapRuncThrough(m *exitmon.Monitor) {
 type runcReaper struct{ m *exitmon.Monitor }
 
 func (r runcReaper) Start(c *exec.Cmd) (chan runc.Exit, error) {
-	ch, err := r.m.StartCmd(c)
-	return started(c, ch, err)
+	return r.start(c, func() {})
 }
 
+// StartLocked is what go-runc calls for runc with a parent-death signal
+// (all of the shim's). It locks no thread: see runcThreads.
 func (r runcReaper) StartLocked(c *exec.Cmd) (chan runc.Exit, error) {
-	ch, err := r.m.StartCmdLocked(c)
-	return started(c, ch, err)
+	runcThreads.RLock()
+	return r.start(c, runcThreads.RUnlock)
 }
 
-// started tells c's pidfd socket, if any, which process c is, and turns its
-// exit into go-runc's.
-func started(c *exec.Cmd, ch <-chan exitmon.Status, err error) (chan runc.Exit, error) {
+// start starts c, tells its pidfd socket, if any, which process c is, and
+// turns its exit into go-runc's; done runs once c has exited or failed to
+// start.
+func (r runcReaper) start(c *exec.Cmd, done func()) (chan runc.Exit, error) {
+	ch, err := r.m.StartCmd(c)
 	if err != nil {
+		done()
 		return nil, err
 	}
 	runcStarted(c)
 	out := make(chan runc.Exit, 1)
 	go func() {
 		st := <-ch
+		done()
 		out <- runc.Exit{Timestamp: st.ExitedAt, Pid: st.Pid, Status: st.Code}
 		close(out)
 	}()

@@ -63,6 +63,9 @@ func serve(ctx context.Context, f flags) error {
 	}
 	pub := newPublisher(os.Getenv(ttrpcAddressEnv), f.namespace)
 	mon := exitmon.New(pub)
+	if slack, ok := coarsenTimers(); ok {
+		mon.SetChildSlack(slack)
+	}
 	proc.ReapRuncThrough(mon)
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()

@@ -9,6 +9,8 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"time"
+
+	"github.com/watchshim/containerd-shim-watch-v2/proc"
 )
 
 // restThreads is how many OS threads a shim at rest keeps: sysmon, the
@@ -55,7 +57,12 @@ func trimMemory(ctx context.Context, period time.Duration) {
 		if !trimDue(now-lastTrim, quietFor, time.Since(trimmedAt), period) {
 			continue
 		}
-		trimThreads(restThreads)
+		// A thread that started a runc still running must not end: runc
+		// would get its parent-death signal. Trim threads another time.
+		if resume, ok := proc.StopRuncLaunches(); ok {
+			trimThreads(restThreads)
+			resume()
+		}
 		debug.FreeOSMemory()
 		prev = allocated()
 		lastTrim, trimmedAt = prev, time.Now()
@@ -90,8 +97,9 @@ func trimDue(since uint64, quietFor, sinceTrim, period time.Duration) bool {
 // of runc invocations leaves a shim with threads it never needs again, each
 // holding its g0 and signal stacks. A goroutine that exits while
 // locked to its thread takes the thread with it; the scheduler moves on to
-// an idle one. Threads locked by others (runc children with a parent-death
-// signal) are not touched: a locked thread runs no other goroutine.
+// an idle one. Which thread ends is not ours to choose: call it only while
+// proc.StopRuncLaunches holds, so that no thread that started a runc still
+// running is among them.
 func trimThreads(keep int) {
 	// Each round ends one thread, except when it lands on the main thread,
 	// which cannot end (it is parked instead and still counts): give up
