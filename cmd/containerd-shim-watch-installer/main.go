@@ -30,6 +30,9 @@ import (
 // included.
 const stepTimeout = 5 * time.Minute
 
+// version and revision are set by the Makefile's -ldflags.
+var version, revision = "dev", "unknown"
+
 type config struct {
 	opts            installer.Options
 	restart, socket string
@@ -42,6 +45,7 @@ func main() {
 		usage()
 	}
 	cmd := os.Args[1]
+	fmt.Printf("containerd-shim-watch-installer %s (%s) %s\n", version, revision, cmd)
 	cfg, err := parseFlags(cmd, os.Args[2:])
 	if err == nil {
 		err = dispatch(cmd, cfg)
@@ -183,4 +187,3 @@ func label(ctx context.Context, cfg *config, on bool) error {
 	fmt.Printf("node %s: label %s %s\n", cfg.nodeName, installer.NodeLabel, map[bool]string{true: "set", false: "removed"}[on])
 	return nil
 }
-
