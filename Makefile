@@ -10,7 +10,7 @@ WATCH_CONTAINERD_VERSIONS ?= 2.2 2.3 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build installer deps unit e2e test demo install lint critest critest-crun bench fuzz cluster cluster-down
+.PHONY: help build installer installer-image deps unit e2e test demo install lint critest critest-crun bench fuzz cluster cluster-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,9 @@ build: ## Build the shim into .bin/containerd-shim-watch-v2 (default): static, l
 # or HTTP client code. The deploy/ DaemonSet's image holds both.
 installer: ## Build the node installer into .bin/containerd-shim-watch-installer (static)
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(BIN)/containerd-shim-watch-installer ./cmd/containerd-shim-watch-installer
+
+installer-image: build installer ## Write the installer's image (shim + installer, no registry) to .bin/images/installer.tar
+	go run ./tests/images -out $(BIN)/images -installer $(BIN)/containerd-shim-watch-installer -shim $(SHIM)
 
 deps: ## Install Debian packages (crun among them), build containerd WATCH_CONTAINERD_VERSIONS and 2.4, runc, crictl, critest and test images into .bin/
 	scripts/install-deps.sh

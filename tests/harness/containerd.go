@@ -35,6 +35,14 @@ type Options struct {
 	// BinaryName). Default: runc's BinaryName is .bin/runc and watch has
 	// none, so it runs runc from containerd's PATH, the same .bin/runc.
 	OCIRuntime string
+	// Supervise restarts containerd whenever it exits other than through
+	// Stop or Restart, as systemd's Restart=always does. With PidFile,
+	// which always names the running containerd, it is what the node
+	// installer's signal:PIDFILE restart method expects of a host.
+	Supervise bool
+	// NoWatchRuntime leaves runtime watch out of config.toml and the watch
+	// shim out of containerd's PATH: the node installer registers it.
+	NoWatchRuntime bool
 }
 
 // Containerd is a private containerd instance owned by one test.
@@ -49,6 +57,8 @@ type Containerd struct {
 	watchOptions string
 	// ociRuntime is Options.OCIRuntime.
 	ociRuntime string
+	// supervise and noWatch are Options.Supervise and .NoWatchRuntime.
+	supervise, noWatch bool
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -133,7 +143,7 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 	c := &Containerd{
 		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
 		Address: filepath.Join(dir, socketName), watchOptions: opts.WatchOptions,
-		ociRuntime: opts.OCIRuntime,
+		ociRuntime: opts.OCIRuntime, supervise: opts.Supervise, noWatch: opts.NoWatchRuntime,
 	}
 	c.sharedFifosBefore, c.otherAtStart = sharedFifoNames(), c.otherContainerd()
 	register(c)
@@ -167,7 +177,16 @@ func (c *Containerd) StartAgain() error {
 		return err
 	}
 	c.cmd, c.logFile, c.exited = cmd, logFile, make(chan struct{})
-	go func(exited chan struct{}) { cmd.Wait(); close(exited) }(c.exited)
+	go func(exited chan struct{}) {
+		cmd.Wait()
+		close(exited)
+		if c.supervise {
+			c.restartAfterExit(cmd)
+		}
+	}(c.exited)
+	if err := writePidFile(c.PidFile(), cmd.Process.Pid); err != nil {
+		return err
+	}
 	return c.waitReady(30 * time.Second)
 }
 
