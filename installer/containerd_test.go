@@ -48,7 +48,7 @@ func TestContainerdReadsDropIn(t *testing.T) {
 						t.Errorf("merged config lacks %s:\n%s", want, dump)
 					}
 				}
-				if _, err := Uninstall(context.Background(), o); err != nil {
+				if _, err := Uninstall(context.Background(), o, false); err != nil {
 					t.Fatal(err)
 				}
 				out, _ = exec.Command(bin, "--config", o.Config, "config", "dump").CombinedOutput()

@@ -108,16 +108,30 @@ func (o Options) restartIfChanged(ctx context.Context, changed bool) (bool, erro
 
 // Uninstall undoes Install: the import goes from the main config (the
 // backup is restored byte for byte when the config is still exactly what
-// Install made of it), the drop-in goes, containerd restarts, and the
-// binary goes unless a task bundle still names it (Result.InUse). The node
-// label is the caller's to remove first. A config it cannot parse is
+// Install made of it), the drop-in and the binary go, and containerd
+// restarts. The node label is the caller's to remove first, so that no
+// new pod is scheduled onto the runtime.
+//
+// While a task bundle names the binary (Result.InUse), Uninstall changes
+// nothing on the host: containerd runs that binary for `shim delete` of
+// every such task, and its CRI plugin refuses exec into, and restarts of
+// containers of, a pod whose runtime handler is no longer configured.
+// force removes the registration anyway (those pods then only run on and
+// can be deleted) and still keeps the binary. A config it cannot parse is
 // refused with nothing changed.
-func Uninstall(ctx context.Context, o Options) (Result, error) {
+func Uninstall(ctx context.Context, o Options, force bool) (Result, error) {
 	o = o.withDefaults()
 	var r Result
 	cfg, err := readMainConfig(o.Config, o.host(o.Config))
 	if err != nil {
 		return r, err
+	}
+	if r.InUse, err = o.tasksUsing(o.ShimPath()); err != nil {
+		return r, fmt.Errorf("find tasks of %s: %w", o.ShimPath(), err)
+	}
+	if len(r.InUse) > 0 && !force {
+		fmt.Fprintf(o.Log, "%d task(s) still use %s (%v): runtime %s left installed; uninstall again once they are gone\n", len(r.InUse), o.ShimPath(), r.InUse, RuntimeName)
+		return r, nil
 	}
 	restored, err := o.restoredConfig(cfg)
 	if err != nil {
@@ -131,10 +145,16 @@ func Uninstall(ctx context.Context, o Options) (Result, error) {
 		return r, err
 	}
 	logIf(o, r.DropIn, "removed %s", o.DropInPath())
-	if r.Restarted, err = o.restartIfChanged(ctx, r.Config || r.DropIn); err != nil {
+	if len(r.InUse) > 0 {
+		fmt.Fprintf(o.Log, "kept %s: %d task(s) still use it (%v); uninstall again once they are gone\n", o.ShimPath(), len(r.InUse), r.InUse)
+	} else if r.Binary, err = removeIfExists(o.host(o.ShimPath())); err != nil {
 		return r, err
 	}
-	return o.removeBinary(r)
+	logIf(o, r.Binary, "removed %s", o.ShimPath())
+	// Last: a `kubectl exec ... uninstall` loses its stream when
+	// containerd restarts, and with it everything printed after.
+	r.Restarted, err = o.restartIfChanged(ctx, r.Config || r.DropIn)
+	return r, err
 }
 
 // restoredConfig returns what the main config should hold without the
@@ -169,23 +189,6 @@ func (o Options) replaceConfig(cfg *mainConfig, data []byte) (bool, error) {
 		return changed, err
 	}
 	return changed, nil
-}
-
-// removeBinary removes the installed shim unless a task bundle names it.
-func (o Options) removeBinary(r Result) (Result, error) {
-	inUse, err := o.tasksUsing(o.ShimPath())
-	if err != nil {
-		return r, fmt.Errorf("find tasks of %s: %w", o.ShimPath(), err)
-	}
-	if len(inUse) > 0 {
-		r.InUse = inUse
-		fmt.Fprintf(o.Log, "kept %s: %d task(s) still use it (%v); uninstall again once they are gone\n", o.ShimPath(), len(inUse), inUse)
-		return r, nil
-	}
-	var err2 error
-	r.Binary, err2 = removeIfExists(o.host(o.ShimPath()))
-	logIf(o, r.Binary, "removed %s", o.ShimPath())
-	return r, err2
 }
 
 func logIf(o Options, cond bool, format string, args ...any) {

@@ -56,6 +56,7 @@ func (c *countRestart) String() string { return "count" }
 // the shim to install is outside it.
 type bed struct {
 	t       *testing.T
+	force   bool // uninstall --force
 	opts    Options
 	restart *countRestart
 }
@@ -107,7 +108,7 @@ func (b *bed) install() Result {
 
 func (b *bed) uninstall() Result {
 	b.t.Helper()
-	r, err := Uninstall(context.Background(), b.opts)
+	r, err := Uninstall(context.Background(), b.opts, b.force)
 	if err != nil {
 		b.t.Fatalf("uninstall: %v", err)
 	}
@@ -336,23 +337,34 @@ func TestUninstallKeepsLaterEdits(t *testing.T) {
 	}
 }
 
-func TestUninstallKeepsBinaryInUse(t *testing.T) {
+// While a watch task's bundle names the binary, uninstall changes
+// nothing; with force it removes the registration and keeps the binary;
+// once the task is gone it removes the binary too.
+func TestUninstallWhileInUse(t *testing.T) {
 	b := newBed(t, configV3)
 	b.install()
 	bundle := b.opts.host(filepath.Join(DefaultStateDir, taskDir, "k8s.io", "abc"))
 	mustWrite(t, filepath.Join(bundle, "shim-binary-path"), b.opts.ShimPath(), 0o600)
 	other := b.opts.host(filepath.Join(DefaultStateDir, taskDir, "k8s.io", "runc-task"))
 	mustWrite(t, filepath.Join(other, "shim-binary-path"), "/usr/bin/containerd-shim-runc-v2", 0o600)
+	before := snapshot(t, b.opts.HostRoot)
 	r := b.uninstall()
-	if r.Binary || len(r.InUse) != 1 || r.InUse[0] != "k8s.io/abc" {
-		t.Fatalf("uninstall with a watch task: %+v, want the binary kept for k8s.io/abc", r)
+	if r.Binary || r.Config || r.DropIn || r.Restarted || !reflect.DeepEqual(r.InUse, []string{"k8s.io/abc"}) {
+		t.Fatalf("uninstall with a watch task: %+v, want nothing changed and k8s.io/abc in use", r)
 	}
-	if !b.exists(b.opts.ShimPath()) || b.exists(b.opts.DropInPath()) {
-		t.Errorf("want the binary kept and the drop-in removed")
+	sameSnapshot(t, "uninstall while in use", before, snapshot(t, b.opts.HostRoot))
+
+	b.force = true
+	r = b.uninstall()
+	if r.Binary || !r.Config || !r.DropIn || !r.Restarted {
+		t.Errorf("forced uninstall with a watch task: %+v, want the registration removed, the binary kept", r)
+	}
+	if !b.exists(b.opts.ShimPath()) || b.exists(b.opts.DropInPath()) || b.read(DefaultConfig) != configV3 {
+		t.Errorf("forced uninstall: want the binary kept, the drop-in removed, the config restored")
 	}
 	os.RemoveAll(bundle)
-	if r := b.uninstall(); !r.Binary || b.exists(b.opts.ShimPath()) {
-		t.Errorf("uninstall once the task is gone: %+v, want the binary removed", r)
+	if r := b.uninstall(); !r.Binary || b.exists(b.opts.ShimPath()) || r.Restarted {
+		t.Errorf("uninstall once the task is gone: %+v, want the binary removed, no restart", r)
 	}
 }
 

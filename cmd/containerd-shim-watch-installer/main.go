@@ -4,7 +4,8 @@
 // shim does not link TOML, D-Bus or HTTP client code.
 //
 //	install     install the shim and register the runtime (no label)
-//	uninstall   remove the node label (in a pod), the runtime and the shim
+//	uninstall   remove the node label (in a pod), then the runtime and the
+//	            shim once no task uses them (--force: the runtime at once)
 //	run         install, label the node, then wait for SIGTERM; uninstall
 //	            on exit only with --uninstall-on-exit
 //
@@ -38,6 +39,7 @@ type config struct {
 	restart, socket string
 	nodeName        string
 	uninstallOnExit bool
+	force           bool
 }
 
 func main() {
@@ -45,6 +47,10 @@ func main() {
 		usage()
 	}
 	cmd := os.Args[1]
+	// Run through a containerd restart even when stdout is a `kubectl
+	// exec` stream that the restart cuts: a write then fails, not the
+	// process.
+	signal.Ignore(syscall.SIGPIPE)
 	fmt.Printf("containerd-shim-watch-installer %s (%s) %s\n", version, revision, cmd)
 	cfg, err := parseFlags(cmd, os.Args[2:])
 	if err == nil {
@@ -92,6 +98,8 @@ func parseFlags(cmd string, args []string) (*config, error) {
 	str(&c.nodeName, "node-name", "NODE_NAME", "", "node to label (in a pod: from the downward API); empty: no label")
 	def, _ := strconv.ParseBool(os.Getenv("WATCH_UNINSTALL_ON_EXIT"))
 	fs.BoolVar(&c.uninstallOnExit, "uninstall-on-exit", def, "run: uninstall when stopped ($WATCH_UNINSTALL_ON_EXIT)")
+	force, _ := strconv.ParseBool(os.Getenv("WATCH_UNINSTALL_FORCE"))
+	fs.BoolVar(&c.force, "force", force, "uninstall: remove runtime watch from containerd even while watch tasks run; their pods lose exec and container restarts ($WATCH_UNINSTALL_FORCE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -139,7 +147,7 @@ func uninstall(cfg *config) error {
 	if err := label(ctx, cfg, false); err != nil {
 		return err
 	}
-	_, err := installer.Uninstall(ctx, cfg.opts)
+	_, err := installer.Uninstall(ctx, cfg.opts, cfg.force)
 	return err
 }
 

@@ -190,10 +190,16 @@ func (c *Containerd) StartAgain() error {
 	return c.waitReady(30 * time.Second)
 }
 
-// env returns containerd's environment: PATH starts with the dir holding
-// runc and both shims.
+// PathDir is the directory at the head of containerd's PATH, holding runc
+// and the shims: what /usr/local/bin is on a node. containerd finds a
+// shim there by its runtime type's name when it reloads a task whose
+// bundle records no binary path (a container grouped into its pod's
+// shim), whatever runtime_path says.
+func (c *Containerd) PathDir() string { return filepath.Join(c.Dir, "bin") }
+
+// env returns containerd's environment: PATH starts with PathDir.
 func (c *Containerd) env() []string {
-	env := []string{"PATH=" + filepath.Join(c.Dir, "bin") + ":" + os.Getenv("PATH")}
+	env := []string{"PATH=" + c.PathDir() + ":" + os.Getenv("PATH")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PATH=") {
 			env = append(env, kv)
