@@ -17,11 +17,17 @@
 // written. Comments and layout of the operator's file survive. A config
 // that does not parse is refused with nothing changed.
 //
-// Uninstall removes the node label, the import (restoring the backup
-// byte for byte when the file is still what Install made of it), the
-// drop-in, restarts containerd, and removes the binary only when no task
-// bundle in containerd's state directory names it: containerd runs that
-// binary for `shim delete` of every such task, even after a restart.
+// Uninstall (after the caller removed the node label, so that no new pod
+// lands on the runtime) removes the import (restoring the backup byte for
+// byte when the config is still what Install made of it), the drop-in and
+// the binary, and restarts containerd. While a task bundle in containerd's
+// state directory names the binary it changes nothing: containerd runs
+// that binary for `shim delete` of every such task, and its CRI plugin
+// refuses exec into a pod whose runtime handler is no longer configured.
+//
+// The install directory must be on containerd's PATH (/usr/local/bin is):
+// runtime_path serves new shims, but when containerd restarts it reloads a
+// container grouped into its pod's shim by the runtime type's binary name.
 //
 // All paths in Options are host paths, as containerd sees them; the
 // installer reaches them under HostRoot (where the DaemonSet mounts them).
