@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,21 +27,50 @@ const (
 )
 
 // buildInstallerImage builds the installer binary and the installer image
-// (tests/images) around it and .bin's shim, and imports it into the
-// node's containerd.
-func buildInstallerImage(t *testing.T, k *harness.Cluster) {
+// (tests/images) around it and shim (.bin's when ""), and imports it into
+// the node's containerd, replacing an image of the same reference.
+func buildInstallerImage(t *testing.T, k *harness.Cluster, shim string) {
 	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	if shim == "" {
+		shim = filepath.Join(root, ".bin", harness.WatchShim)
+	}
 	dir := t.TempDir()
 	inst := filepath.Join(dir, "containerd-shim-watch-installer")
 	goRun(t, root, "build", "-trimpath", "-o", inst, "./cmd/containerd-shim-watch-installer")
-	goRun(t, root, "run", "./tests/images", "-out", dir, "-installer", inst, "-shim", filepath.Join(root, ".bin", harness.WatchShim))
+	goRun(t, root, "run", "./tests/images", "-out", dir, "-installer", inst, "-shim", shim)
 	if _, err := k.C.CtrNS("k8s.io", "images", "import", "--local", "--all-platforms", filepath.Join(dir, "installer.tar")); err != nil {
 		t.Fatalf("import installer image: %v", err)
 	}
+}
+
+// buildShimVersion builds the shim as `make build` does, with version v:
+// a binary that differs from .bin's.
+func buildShimVersion(t *testing.T, v string) string {
+	t.Helper()
+	root, _ := harness.RepoRoot()
+	out := filepath.Join(t.TempDir(), harness.WatchShim)
+	goRun(t, root, "build", "-trimpath", "-ldflags", "-X main.version="+v+" -s -w", "-o", out, "./cmd/containerd-shim-watch-v2")
+	return out
+}
+
+// shimExes returns the executable link of every running process whose
+// binary is (or was, " (deleted)") path.
+func shimExes(path string) map[int]string {
+	out := map[int]string{}
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, p := range procs {
+		exe, err := os.Readlink(p)
+		if err != nil || !strings.HasPrefix(exe, path) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		out[pid] = exe
+	}
+	return out
 }
 
 func goRun(t *testing.T, dir string, args ...string) {

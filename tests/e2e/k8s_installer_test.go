@@ -21,7 +21,9 @@ import (
 // signal:PIDFILE method. Then: the node is labelled, a pod on
 // RuntimeClass watch and one on the default runc run with exec and logs;
 // a re-run (the installer pod recreated) changes no file and does not
-// restart containerd; a malformed config is refused with nothing changed;
+// restart containerd; an upgrade (a new image rolled out) replaces the
+// binary under the running watch pod, which keeps working, while a new
+// pod runs the new binary; a malformed config is refused with nothing changed;
 // uninstall with a watch pod running keeps the binary (the pod keeps
 // working across the restart), and once the pod is gone removes it, the
 // drop-in and the import, restoring the config byte for byte.
@@ -35,7 +37,7 @@ func TestKubernetesInstaller(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buildInstallerImage(t, k)
+	buildInstallerImage(t, k, "")
 	pid0 := k.C.Pid()
 	start := time.Now()
 	applyDeploy(t, k, p)
@@ -49,6 +51,7 @@ func TestKubernetesInstaller(t *testing.T) {
 
 	t.Run("pods", func(t *testing.T) { runPods(t, k) })
 	t.Run("rerun", func(t *testing.T) { pod = rerunChangesNothing(t, k, p, pod) })
+	t.Run("upgrade", func(t *testing.T) { pod = upgrade(t, k, p) })
 	t.Run("malformed", func(t *testing.T) { malformedRefused(t, k, p, pod) })
 	t.Run("uninstall", func(t *testing.T) { uninstall(t, k, p, pod, original) })
 }
@@ -125,6 +128,61 @@ func rerunChangesNothing(t *testing.T, k *harness.Cluster, p nodePaths, pod stri
 	return newPod
 }
 
+// upgrade rolls out an installer image holding another shim build: the
+// new pod replaces the binary without restarting containerd; the running
+// watch pod's shim keeps the old (now deleted) file and serves exec, logs
+// and exit codes; a new watch pod runs the new binary. It returns the new
+// installer pod.
+func upgrade(t *testing.T, k *harness.Cluster, p nodePaths) string {
+	shim := buildShimVersion(t, "upgrade-test")
+	buildInstallerImage(t, k, shim)
+	pid := k.C.Pid()
+	old := shimExes(p.shim())
+	if len(old) != 1 {
+		t.Fatalf("shims running %s before the upgrade: %v, want the watch pod's one", p.shim(), old)
+	}
+	if _, err := k.Kubectl("rollout", "restart", "-n", installerNS, "daemonset/watch-installer"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Kubectl("rollout", "status", "-n", installerNS, "daemonset/watch-installer", "--timeout=2m"); err != nil {
+		t.Fatal(err)
+	}
+	pod, logs := waitInstalled(t, k)
+	want, _ := os.ReadFile(shim)
+	if got, _ := os.ReadFile(p.shim()); !bytes.Equal(got, want) {
+		t.Fatalf("installed shim is not the upgrade's; installer log:\n%s", logs)
+	}
+	if k.C.Pid() != pid {
+		t.Error("containerd restarted by an upgrade that changed only the binary")
+	}
+	for spid, exe := range shimExes(p.shim()) {
+		if _, ok := old[spid]; ok && !strings.HasSuffix(exe, " (deleted)") {
+			t.Errorf("old shim %d runs %q, want the replaced file (deleted)", spid, exe)
+		}
+	}
+	out, err := k.Kubectl("exec", "sleep-watch", "--", "sh", "-c", "echo old pod; exit 7")
+	if strings.TrimSpace(out) != "old pod" || err == nil || !strings.Contains(err.Error(), "exit code 7") {
+		t.Errorf("exec in the old watch pod after the upgrade: %q, %v; want its output and exit code 7", out, err)
+	}
+	if logs, err := k.Kubectl("logs", "sleep-watch"); err != nil || !strings.Contains(logs, "hello from sleep-watch") {
+		t.Errorf("logs of the old watch pod after the upgrade: %q, %v", logs, err)
+	}
+	if err := k.Apply(sleepPod("upgrade-watch", "watch")); err != nil {
+		t.Fatal(err)
+	}
+	waitPodPhase(t, k, "upgrade-watch", "Running", 2*time.Minute)
+	fresh := 0
+	for spid, exe := range shimExes(p.shim()) {
+		if _, ok := old[spid]; !ok && exe == p.shim() {
+			fresh++
+		}
+	}
+	if fresh != 1 {
+		t.Errorf("shims of the new binary after a new watch pod: %d, want 1 (%v)", fresh, shimExes(p.shim()))
+	}
+	return pod
+}
+
 // malformedRefused runs the installer (in its pod, against the node) on
 // a config it cannot parse: it must fail saying so and change nothing.
 func malformedRefused(t *testing.T, k *harness.Cluster, p nodePaths, pod string) {
@@ -199,7 +257,7 @@ func uninstall(t *testing.T, k *harness.Cluster, p nodePaths, pod string, origin
 		t.Errorf("a watch pod created after uninstall is %s, want Pending (node unlabelled)", st.Status.Phase)
 	}
 
-	if _, err := k.Kubectl("delete", "pod", "--wait", "--timeout=2m", "sleep-watch", "sleep-runc", "late-watch"); err != nil {
+	if _, err := k.Kubectl("delete", "pod", "--wait", "--timeout=2m", "sleep-watch", "sleep-runc", "late-watch", "upgrade-watch"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 2*time.Minute, "watch task bundles gone", func() (bool, string) {
