@@ -77,7 +77,7 @@ demo: build ## As root: a pod on the stock runtime and one on watch, containers 
 
 # The cluster needs the Kubernetes components, which deps does not build
 # (`install-deps.sh k8s` does, with what the demo needs).
-cluster: build ## As root: a private single-node Kubernetes cluster (handlers runc, watch) in the background; kubeconfig .cluster/kubeconfig
+cluster: build ## As root: a private single-node Kubernetes cluster, the shim installed by deploy/'s DaemonSet, in the background; kubeconfig .cluster/kubeconfig
 	@[ "$$(id -u)" = 0 ] || { echo "cluster: needs root"; exit 1; }
 	scripts/install-deps.sh k8s
 	go build -tags e2e -o $(BIN)/watch-cluster ./tests/cluster

@@ -3,12 +3,10 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,35 +15,11 @@ import (
 	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
 )
 
-// installerLabel is the node label the installer sets (installer.NodeLabel).
-const installerLabel = "watchshim.github.io/installed"
-
 // installerNS and installerSelector find the installer's pods.
 const (
 	installerNS       = "watch-system"
 	installerSelector = "app.kubernetes.io/name=watch-installer"
 )
-
-// buildInstallerImage builds the installer binary and the installer image
-// (tests/images) around it and shim (.bin's when ""), and imports it into
-// the node's containerd, replacing an image of the same reference.
-func buildInstallerImage(t *testing.T, k *harness.Cluster, shim string) {
-	t.Helper()
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if shim == "" {
-		shim = filepath.Join(root, ".bin", harness.WatchShim)
-	}
-	dir := t.TempDir()
-	inst := filepath.Join(dir, "containerd-shim-watch-installer")
-	goRun(t, root, "build", "-trimpath", "-o", inst, "./cmd/containerd-shim-watch-installer")
-	goRun(t, root, "run", "./tests/images", "-out", dir, "-installer", inst, "-shim", shim)
-	if _, err := k.C.CtrNS("k8s.io", "images", "import", "--local", "--all-platforms", filepath.Join(dir, "installer.tar")); err != nil {
-		t.Fatalf("import installer image: %v", err)
-	}
-}
 
 // buildShimVersion builds the shim as `make build` does, with version v:
 // a binary that differs from .bin's.
@@ -53,7 +27,12 @@ func buildShimVersion(t *testing.T, v string) string {
 	t.Helper()
 	root, _ := harness.RepoRoot()
 	out := filepath.Join(t.TempDir(), harness.WatchShim)
-	goRun(t, root, "build", "-trimpath", "-ldflags", "-X main.version="+v+" -s -w", "-o", out, "./cmd/containerd-shim-watch-v2")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+v+" -s -w", "-o", out, "./cmd/containerd-shim-watch-v2")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build shim: %v\n%s", err, b)
+	}
 	return out
 }
 
@@ -73,109 +52,14 @@ func shimExes(path string) map[int]string {
 	return out
 }
 
-func goRun(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command("go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// nodePaths are the host paths the installer is pointed at on the test
-// node: everything lives in the harness containerd's dir; the shim goes
-// into the dir at the head of containerd's PATH, as /usr/local/bin on a
-// node.
-type nodePaths struct {
-	config, confDir, installDir, state, socket, pidFile string
-}
-
-func nodePathsOf(c *harness.Containerd) nodePaths {
-	return nodePaths{
-		config: c.ConfigPath(), confDir: filepath.Join(c.Dir, "conf.d"),
-		installDir: c.PathDir(), state: filepath.Join(c.Dir, "state"),
-		socket: c.Address, pidFile: c.PidFile(),
-	}
-}
-
-func (p nodePaths) shim() string   { return filepath.Join(p.installDir, harness.WatchShim) }
-func (p nodePaths) dropIn() string { return filepath.Join(p.confDir, "containerd-shim-watch.toml") }
-
-// applyDeploy applies deploy/*.yaml in order, the DaemonSet pointed at
-// the test node: its env names the node's paths and the signal restart
-// method against the harness' supervised containerd, one hostPath mounts
-// the containerd dir at the same path under /host, and the API server is
-// reached on loopback (the test bed runs no kube-proxy for the
-// kubernetes Service). Everything else is applied as the files say.
-func applyDeploy(t *testing.T, k *harness.Cluster, p nodePaths) {
-	t.Helper()
-	root, _ := harness.RepoRoot()
-	files, _ := filepath.Glob(filepath.Join(root, "deploy", "*.yaml"))
-	sort.Strings(files)
-	if len(files) == 0 {
-		t.Fatal("no deploy/*.yaml")
-	}
-	for _, f := range files {
-		out, err := k.Kubectl("create", "--dry-run=client", "-o", "json", "-f", f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := json.NewDecoder(strings.NewReader(out)) // one object per document
-		for dec.More() {
-			var obj map[string]any
-			if err := dec.Decode(&obj); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if obj["kind"] == "DaemonSet" {
-				if err := pointAtTestNode(obj, k, p); err != nil {
-					t.Fatalf("%s: %v", f, err)
-				}
-			}
-			data, _ := json.Marshal(obj)
-			if err := k.Apply(string(data)); err != nil {
-				t.Fatalf("apply %s: %v", f, err)
-			}
-		}
-	}
-}
-
-func pointAtTestNode(ds map[string]any, k *harness.Cluster, p nodePaths) error {
-	spec := ds["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
-	ctr := spec["containers"].([]any)[0].(map[string]any)
-	set := map[string]string{
-		"WATCH_RESTART": "signal:" + p.pidFile, "WATCH_INSTALL_DIR": p.installDir,
-		"WATCH_CONTAINERD_CONFIG": p.config, "WATCH_CONTAINERD_CONF_DIR": p.confDir,
-		"WATCH_CONTAINERD_STATE": p.state, "WATCH_CONTAINERD_SOCKET": p.socket,
-	}
-	env := ctr["env"].([]any)
-	for _, e := range env {
-		e := e.(map[string]any)
-		if v, ok := set[e["name"].(string)]; ok {
-			e["value"] = v
-			delete(set, e["name"].(string))
-		}
-	}
-	if len(set) > 0 {
-		return fmt.Errorf("DaemonSet lacks env %v", set)
-	}
-	port := k.Server[strings.LastIndex(k.Server, ":")+1:]
-	ctr["env"] = append(env,
-		map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
-		map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": port})
-	spec["volumes"] = []any{map[string]any{"name": "node", "hostPath": map[string]any{"path": k.C.Dir, "type": "Directory"}}}
-	ctr["volumeMounts"] = []any{map[string]any{"name": "node", "mountPath": "/host" + k.C.Dir}}
-	return nil
-}
-
 // nodeLabel returns the node's installer label ("" when unset).
 func nodeLabel(t *testing.T, k *harness.Cluster) string {
 	t.Helper()
-	out, err := k.Kubectl("get", "node", k.NodeName, "-o", "jsonpath={.metadata.labels.watchshim\\.github\\.io/installed}")
+	v, err := k.NodeLabelValue()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(out)
+	return v
 }
 
 // waitFor polls cond every 500 ms until it holds, failing after timeout

@@ -32,15 +32,19 @@ func TestKubernetesInstaller(t *testing.T) {
 	k := harness.StartCluster(t, harness.ClusterOptions{
 		Containerd: harness.Options{Supervise: true, NoWatchRuntime: true},
 	})
-	p := nodePathsOf(k.C)
-	original, err := os.ReadFile(p.config)
+	p := k.NodePaths()
+	original, err := os.ReadFile(p.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	buildInstallerImage(t, k, "")
+	if err := k.BuildInstallerImage(""); err != nil {
+		t.Fatal(err)
+	}
 	pid0 := k.C.Pid()
 	start := time.Now()
-	applyDeploy(t, k, p)
+	if err := k.ApplyDeploy(); err != nil {
+		t.Fatal(err)
+	}
 	pod, logs := waitInstalled(t, k)
 	waitFor(t, time.Minute, "node label", func() (bool, string) {
 		l := nodeLabel(t, k)
@@ -58,19 +62,19 @@ func TestKubernetesInstaller(t *testing.T) {
 
 // checkInstalled checks the node's files after the install: the shim as
 // in .bin, the drop-in, the import exactly once, containerd restarted.
-func checkInstalled(t *testing.T, k *harness.Cluster, p nodePaths, pid0 int) {
+func checkInstalled(t *testing.T, k *harness.Cluster, p harness.NodePaths, pid0 int) {
 	t.Helper()
 	bin, _ := harness.BinDir()
 	want, _ := os.ReadFile(filepath.Join(bin, harness.WatchShim))
-	if got, err := os.ReadFile(p.shim()); err != nil || !bytes.Equal(got, want) {
-		t.Errorf("installed shim %s: %d bytes, %v; want .bin's (%d bytes)", p.shim(), len(got), err, len(want))
+	if got, err := os.ReadFile(p.Shim()); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("installed shim %s: %d bytes, %v; want .bin's (%d bytes)", p.Shim(), len(got), err, len(want))
 	}
-	dropIn, err := os.ReadFile(p.dropIn())
-	if err != nil || !strings.Contains(string(dropIn), "runtime_path = '"+p.shim()+"'") {
-		t.Errorf("drop-in %s: %v\n%s", p.dropIn(), err, dropIn)
+	dropIn, err := os.ReadFile(p.DropIn())
+	if err != nil || !strings.Contains(string(dropIn), "runtime_path = '"+p.Shim()+"'") {
+		t.Errorf("drop-in %s: %v\n%s", p.DropIn(), err, dropIn)
 	}
-	config, _ := os.ReadFile(p.config)
-	if n := strings.Count(string(config), p.dropIn()); n != 1 {
+	config, _ := os.ReadFile(p.Config)
+	if n := strings.Count(string(config), p.DropIn()); n != 1 {
 		t.Errorf("config names the drop-in %d times, want 1:\n%s", n, config)
 	}
 	if pid := k.C.Pid(); pid == pid0 || pid == 0 {
@@ -103,8 +107,8 @@ func runPods(t *testing.T, k *harness.Cluster) {
 // rerunChangesNothing deletes the installer pod; the DaemonSet's new pod
 // installs again, which must leave every file as it was (content and
 // mtime) and containerd running with the same pid. It returns the new pod.
-func rerunChangesNothing(t *testing.T, k *harness.Cluster, p nodePaths, pod string) string {
-	files := []string{p.config, p.config + ".watch-installer.bak", p.dropIn(), p.shim()}
+func rerunChangesNothing(t *testing.T, k *harness.Cluster, p harness.NodePaths, pod string) string {
+	files := []string{p.Config, p.Config + ".watch-installer.bak", p.DropIn(), p.Shim()}
 	before := map[string]string{}
 	for _, f := range files {
 		before[f] = fileStamp(f)
@@ -133,13 +137,15 @@ func rerunChangesNothing(t *testing.T, k *harness.Cluster, p nodePaths, pod stri
 // watch pod's shim keeps the old (now deleted) file and serves exec, logs
 // and exit codes; a new watch pod runs the new binary. It returns the new
 // installer pod.
-func upgrade(t *testing.T, k *harness.Cluster, p nodePaths) string {
+func upgrade(t *testing.T, k *harness.Cluster, p harness.NodePaths) string {
 	shim := buildShimVersion(t, "upgrade-test")
-	buildInstallerImage(t, k, shim)
+	if err := k.BuildInstallerImage(shim); err != nil {
+		t.Fatal(err)
+	}
 	pid := k.C.Pid()
-	old := shimExes(p.shim())
+	old := shimExes(p.Shim())
 	if len(old) != 1 {
-		t.Fatalf("shims running %s before the upgrade: %v, want the watch pod's one", p.shim(), old)
+		t.Fatalf("shims running %s before the upgrade: %v, want the watch pod's one", p.Shim(), old)
 	}
 	if _, err := k.Kubectl("rollout", "restart", "-n", installerNS, "daemonset/watch-installer"); err != nil {
 		t.Fatal(err)
@@ -149,13 +155,13 @@ func upgrade(t *testing.T, k *harness.Cluster, p nodePaths) string {
 	}
 	pod, logs := waitInstalled(t, k)
 	want, _ := os.ReadFile(shim)
-	if got, _ := os.ReadFile(p.shim()); !bytes.Equal(got, want) {
+	if got, _ := os.ReadFile(p.Shim()); !bytes.Equal(got, want) {
 		t.Fatalf("installed shim is not the upgrade's; installer log:\n%s", logs)
 	}
 	if k.C.Pid() != pid {
 		t.Error("containerd restarted by an upgrade that changed only the binary")
 	}
-	for spid, exe := range shimExes(p.shim()) {
+	for spid, exe := range shimExes(p.Shim()) {
 		if _, ok := old[spid]; ok && !strings.HasSuffix(exe, " (deleted)") {
 			t.Errorf("old shim %d runs %q, want the replaced file (deleted)", spid, exe)
 		}
@@ -172,26 +178,26 @@ func upgrade(t *testing.T, k *harness.Cluster, p nodePaths) string {
 	}
 	waitPodPhase(t, k, "upgrade-watch", "Running", 2*time.Minute)
 	fresh := 0
-	for spid, exe := range shimExes(p.shim()) {
-		if _, ok := old[spid]; !ok && exe == p.shim() {
+	for spid, exe := range shimExes(p.Shim()) {
+		if _, ok := old[spid]; !ok && exe == p.Shim() {
 			fresh++
 		}
 	}
 	if fresh != 1 {
-		t.Errorf("shims of the new binary after a new watch pod: %d, want 1 (%v)", fresh, shimExes(p.shim()))
+		t.Errorf("shims of the new binary after a new watch pod: %d, want 1 (%v)", fresh, shimExes(p.Shim()))
 	}
 	return pod
 }
 
 // malformedRefused runs the installer (in its pod, against the node) on
 // a config it cannot parse: it must fail saying so and change nothing.
-func malformedRefused(t *testing.T, k *harness.Cluster, p nodePaths, pod string) {
+func malformedRefused(t *testing.T, k *harness.Cluster, p harness.NodePaths, pod string) {
 	bad := filepath.Join(k.C.Dir, "malformed.toml")
 	badData := "version = 3\n[plugins.\"io.containerd.cri.v1.runtime\"\nimports = [\n"
 	if err := os.WriteFile(bad, []byte(badData), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	files := []string{bad, p.config, p.dropIn(), p.shim()}
+	files := []string{bad, p.Config, p.DropIn(), p.Shim()}
 	before := map[string]string{}
 	for _, f := range files {
 		before[f] = fileStamp(f)
@@ -220,8 +226,8 @@ func malformedRefused(t *testing.T, k *harness.Cluster, p nodePaths, pod string)
 // leaves runtime and binary installed, the watch pod working. Once the
 // pods are gone, a second uninstall removes binary, drop-in and import,
 // restoring the config byte for byte, and restarts containerd.
-func uninstall(t *testing.T, k *harness.Cluster, p nodePaths, pod string, original []byte) {
-	files := []string{p.config, p.config + ".watch-installer.bak", p.dropIn(), p.shim()}
+func uninstall(t *testing.T, k *harness.Cluster, p harness.NodePaths, pod string, original []byte) {
+	files := []string{p.Config, p.Config + ".watch-installer.bak", p.DropIn(), p.Shim()}
 	before := map[string]string{}
 	for _, f := range files {
 		before[f] = fileStamp(f)
@@ -261,9 +267,9 @@ func uninstall(t *testing.T, k *harness.Cluster, p nodePaths, pod string, origin
 		t.Fatal(err)
 	}
 	waitFor(t, 2*time.Minute, "watch task bundles gone", func() (bool, string) {
-		b, _ := filepath.Glob(filepath.Join(p.state, "io.containerd.runtime.v2.task", "*", "*", "shim-binary-path"))
+		b, _ := filepath.Glob(filepath.Join(p.State, "io.containerd.runtime.v2.task", "*", "*", "shim-binary-path"))
 		for _, f := range b {
-			if data, _ := os.ReadFile(f); string(data) == p.shim() {
+			if data, _ := os.ReadFile(f); string(data) == p.Shim() {
 				return false, f
 			}
 		}
@@ -277,12 +283,12 @@ func uninstall(t *testing.T, k *harness.Cluster, p nodePaths, pod string, origin
 	// the new containerd rather than for the output.
 	t.Logf("uninstall once the pods are gone:\n%s", out)
 	waitRestarted(t, k, pid)
-	for _, f := range []string{p.shim(), p.dropIn(), p.config + ".watch-installer.bak"} {
+	for _, f := range []string{p.Shim(), p.DropIn(), p.Config + ".watch-installer.bak"} {
 		if _, err := os.Stat(f); err == nil {
 			t.Errorf("%s left after the second uninstall", f)
 		}
 	}
-	if got, _ := os.ReadFile(p.config); !bytes.Equal(got, original) {
+	if got, _ := os.ReadFile(p.Config); !bytes.Equal(got, original) {
 		t.Errorf("config after uninstall:\n%s\nwant the original:\n%s", got, original)
 	}
 	if _, err := k.Kubectl("delete", "-n", installerNS, "daemonset", "watch-installer", "--wait", "--timeout=2m"); err != nil {
