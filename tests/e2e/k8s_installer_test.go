@@ -23,10 +23,11 @@ import (
 // a re-run (the installer pod recreated) changes no file and does not
 // restart containerd; an upgrade (a new image rolled out) replaces the
 // binary under the running watch pod, which keeps working, while a new
-// pod runs the new binary; a malformed config is refused with nothing changed;
-// uninstall with a watch pod running keeps the binary (the pod keeps
-// working across the restart), and once the pod is gone removes it, the
-// drop-in and the import, restoring the config byte for byte.
+// pod runs the new binary; a malformed config is refused with nothing
+// changed; uninstall with a watch pod running removes the label only
+// (runtime and binary stay, the pod keeps working), and once the pods are
+// gone removes binary, drop-in and import, restoring the config byte for
+// byte; with WATCH_UNINSTALL_ON_EXIT, deleting the DaemonSet uninstalls.
 func TestKubernetesInstaller(t *testing.T) {
 	harness.SkipWithoutWatchShim(t)
 	k := harness.StartCluster(t, harness.ClusterOptions{
@@ -58,6 +59,7 @@ func TestKubernetesInstaller(t *testing.T) {
 	t.Run("upgrade", func(t *testing.T) { pod = upgrade(t, k, p) })
 	t.Run("malformed", func(t *testing.T) { malformedRefused(t, k, p, pod) })
 	t.Run("uninstall", func(t *testing.T) { uninstall(t, k, p, pod, original) })
+	t.Run("uninstall-on-delete", func(t *testing.T) { uninstallOnDelete(t, k, p, original) })
 }
 
 // checkInstalled checks the node's files after the install: the shim as
@@ -291,8 +293,44 @@ func uninstall(t *testing.T, k *harness.Cluster, p harness.NodePaths, pod string
 	if got, _ := os.ReadFile(p.Config); !bytes.Equal(got, original) {
 		t.Errorf("config after uninstall:\n%s\nwant the original:\n%s", got, original)
 	}
+}
+
+// uninstallOnDelete sets WATCH_UNINSTALL_ON_EXIT on the DaemonSet (its
+// rollout installs again) and deletes it: the stopping pod uninstalls,
+// the config restored byte for byte.
+func uninstallOnDelete(t *testing.T, k *harness.Cluster, p harness.NodePaths, original []byte) {
+	if _, err := k.Kubectl("set", "env", "-n", installerNS, "daemonset/watch-installer", "WATCH_UNINSTALL_ON_EXIT=true"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Kubectl("rollout", "status", "-n", installerNS, "daemonset/watch-installer", "--timeout=2m"); err != nil {
+		t.Fatal(err)
+	}
+	waitInstalled(t, k)
+	if err := k.WaitInstalled(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.Shim()); err != nil {
+		t.Fatalf("not installed again: %v", err)
+	}
+	pid := k.C.Pid()
 	if _, err := k.Kubectl("delete", "-n", installerNS, "daemonset", "watch-installer", "--wait", "--timeout=2m"); err != nil {
-		t.Error(err)
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "installer pods gone", func() (bool, string) {
+		out, err := k.Kubectl("get", "pods", "-n", installerNS, "-o", "name")
+		return err == nil && strings.TrimSpace(out) == "", out
+	})
+	waitRestarted(t, k, pid)
+	if l := nodeLabel(t, k); l != "" {
+		t.Errorf("label %q after the DaemonSet's deletion", l)
+	}
+	for _, f := range []string{p.Shim(), p.DropIn(), p.Config + ".watch-installer.bak"} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s left after the DaemonSet's deletion", f)
+		}
+	}
+	if got, _ := os.ReadFile(p.Config); !bytes.Equal(got, original) {
+		t.Errorf("config after the DaemonSet's deletion differs from the original:\n%s", got)
 	}
 }
 
