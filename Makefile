@@ -10,7 +10,7 @@ WATCH_CONTAINERD_VERSIONS ?= 2.2 2.3 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build deps unit e2e test demo install lint critest critest-crun bench fuzz cluster cluster-down
+.PHONY: help build installer installer-image deps unit e2e test demo install lint critest critest-crun bench fuzz cluster cluster-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,6 +20,14 @@ help: ## List the targets
 # heap is a few hundred KiB, where the old one loses nothing.
 build: ## Build the shim into .bin/containerd-shim-watch-v2 (default): static, like containerd's release shims
 	CGO_ENABLED=0 GOEXPERIMENT=nogreenteagc go build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(SHIM) ./cmd/containerd-shim-watch-v2
+
+# The node installer is a binary of its own: the shim links no TOML, D-Bus
+# or HTTP client code. The deploy/ DaemonSet's image holds both.
+installer: ## Build the node installer into .bin/containerd-shim-watch-installer (static)
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(BIN)/containerd-shim-watch-installer ./cmd/containerd-shim-watch-installer
+
+installer-image: build installer ## Write the installer's image (shim + installer, no registry) to .bin/images/installer.tar
+	go run ./tests/images -out $(BIN)/images -installer $(BIN)/containerd-shim-watch-installer -shim $(SHIM)
 
 deps: ## Install Debian packages (crun among them), build containerd WATCH_CONTAINERD_VERSIONS and 2.4, runc, crictl, critest and test images into .bin/
 	scripts/install-deps.sh
@@ -69,7 +77,7 @@ demo: build ## As root: a pod on the stock runtime and one on watch, containers 
 
 # The cluster needs the Kubernetes components, which deps does not build
 # (`install-deps.sh k8s` does, with what the demo needs).
-cluster: build ## As root: a private single-node Kubernetes cluster (handlers runc, watch) in the background; kubeconfig .cluster/kubeconfig
+cluster: build ## As root: a private single-node Kubernetes cluster, the shim installed by deploy/'s DaemonSet, in the background; kubeconfig .cluster/kubeconfig
 	@[ "$$(id -u)" = 0 ] || { echo "cluster: needs root"; exit 1; }
 	scripts/install-deps.sh k8s
 	go build -tags e2e -o $(BIN)/watch-cluster ./tests/cluster

@@ -2,11 +2,15 @@
 
 // Command watch-cluster is `make cluster` and `make cluster-down`: a
 // private single-node Kubernetes cluster (tests/harness: etcd, API server,
-// controller manager, scheduler and a kubelet on a private containerd with
-// runtime handlers runc and watch) that keeps running in the background.
+// controller manager, scheduler and a kubelet on a private, supervised
+// containerd with runtime handler runc) that keeps running in the
+// background, with the shim installed the way users install it: deploy/'s
+// DaemonSet (image built by tests/images), which registers handler watch,
+// restarts containerd and labels the node, and RuntimeClass watch.
 //
 //	watch-cluster up     start it; returns once the node is Ready and
-//	                     RuntimeClass watch exists; kubeconfig in .cluster/
+//	                     labelled by the installer, so that RuntimeClass
+//	                     watch schedules pods; kubeconfig in .cluster/
 //	watch-cluster down   stop it and remove everything it started
 //
 // `up` runs `watch-cluster serve` detached; serve owns the cluster and
@@ -35,13 +39,6 @@ const (
 	kubeconfigFile = "kubeconfig"
 	logFile        = "cluster.log"
 )
-
-const runtimeClassWatch = `apiVersion: node.k8s.io/v1
-kind: RuntimeClass
-metadata:
-  name: watch
-handler: watch
-`
 
 func main() {
 	dir := flag.String("dir", ".cluster", "state directory: pid, kubeconfig, log")
@@ -122,9 +119,17 @@ func waitReady(dir string, exited <-chan error) error {
 func serve(dir string) {
 	r := &runner{}
 	start := time.Now()
-	k := harness.StartCluster(r, harness.ClusterOptions{})
-	if err := k.Apply(runtimeClassWatch); err != nil {
-		r.Fatalf("runtime class: %v", err)
+	k := harness.StartCluster(r, harness.ClusterOptions{
+		Containerd: harness.Options{Supervise: true, NoWatchRuntime: true},
+	})
+	if err := k.BuildInstallerImage(""); err != nil {
+		r.Fatalf("installer image: %v", err)
+	}
+	if err := k.ApplyDeploy(); err != nil {
+		r.Fatalf("deploy: %v", err)
+	}
+	if err := k.WaitInstalled(3 * time.Minute); err != nil {
+		r.Fatalf("install: %v", err)
 	}
 	cfg, err := os.ReadFile(k.Kubeconfig)
 	if err != nil {
@@ -135,7 +140,7 @@ func serve(dir string) {
 		r.Fatalf("kubeconfig: %v", err)
 	}
 	bin, _ := harness.BinDir()
-	info := fmt.Sprintf(`cluster ready in %s: node %s, containerd %s, RuntimeClass watch (handler watch); state in %s
+	info := fmt.Sprintf(`cluster ready in %s: node %s, containerd %s, shim installed by deploy/ (namespace watch-system), RuntimeClass watch; state in %s
   export KUBECONFIG=%s
   %s get nodes
   make cluster-down    # stops it and removes everything

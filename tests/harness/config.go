@@ -53,11 +53,13 @@ state = "{{.Dir}}/state"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
   BinaryName = "{{.Runc}}"
   Root = "{{.Dir}}/runc"
+{{- if .Watch}}
 
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.watch]
   runtime_type = "{{.WatchType}}"
   runtime_path = "{{.WatchShim}}"
-{{- if .WatchOptions}}
+{{- end}}
+{{- if and .Watch .WatchOptions}}
 
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.watch.options]
 {{.WatchOptions}}
@@ -70,6 +72,7 @@ type configData struct {
 	WatchType, WatchShim     string
 	WatchOptions             string
 	LogLevel                 string
+	Watch                    bool // runtime watch is configured
 }
 
 // writeConfig writes config.toml, the empty CNI conf dir and the PATH dir
@@ -80,7 +83,10 @@ func (c *Containerd) writeConfig() error {
 			return err
 		}
 	}
-	links := map[string]string{"runc": c.bins.runc, RuncShim: c.bins.runcShim, WatchShim: c.bins.watchShim}
+	links := map[string]string{"runc": c.bins.runc, RuncShim: c.bins.runcShim}
+	if !c.noWatch {
+		links[WatchShim] = c.bins.watchShim
+	}
 	for name, target := range links {
 		if err := os.Symlink(target, filepath.Join(c.Dir, "bin", name)); err != nil && !os.IsExist(err) {
 			return err
@@ -103,7 +109,7 @@ func (c *Containerd) writeConfig() error {
 		Dir: c.Dir, Address: c.Address, PauseImage: PauseImage,
 		RuncType: RuncRuntime, RuncShim: c.bins.runcShim, Runc: runc,
 		WatchType: WatchRuntime, WatchShim: c.bins.watchShim, WatchOptions: watchOptions,
-		LogLevel: c.logLevel,
+		LogLevel: c.logLevel, Watch: !c.noWatch,
 	})
 }
 

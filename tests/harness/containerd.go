@@ -39,6 +39,14 @@ type Options struct {
 	// containerd starts its shims with -debug then). Benchmarks use "info",
 	// the level nodes run at.
 	LogLevel string
+	// Supervise restarts containerd whenever it exits other than through
+	// Stop or Restart, as systemd's Restart=always does. With PidFile,
+	// which always names the running containerd, it is what the node
+	// installer's signal:PIDFILE restart method expects of a host.
+	Supervise bool
+	// NoWatchRuntime leaves runtime watch out of config.toml and the watch
+	// shim out of containerd's PATH: the node installer registers it.
+	NoWatchRuntime bool
 }
 
 // Containerd is a private containerd instance owned by one test.
@@ -54,6 +62,8 @@ type Containerd struct {
 	logLevel     string // Options.LogLevel
 	// ociRuntime is Options.OCIRuntime.
 	ociRuntime string
+	// supervise and noWatch are Options.Supervise and .NoWatchRuntime.
+	supervise, noWatch bool
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -139,6 +149,7 @@ func newContainerd(t testing.TB, opts Options) (*Containerd, error) {
 		t: t, Version: opts.Version, Dir: dir, Namespace: opts.Namespace, bins: bins,
 		Address: filepath.Join(dir, socketName), watchOptions: opts.WatchOptions,
 		ociRuntime: opts.OCIRuntime, logLevel: opts.LogLevel,
+		supervise: opts.Supervise, noWatch: opts.NoWatchRuntime,
 	}
 	if c.logLevel == "" {
 		c.logLevel = "debug"
@@ -175,14 +186,29 @@ func (c *Containerd) StartAgain() error {
 		return err
 	}
 	c.cmd, c.logFile, c.exited = cmd, logFile, make(chan struct{})
-	go func(exited chan struct{}) { cmd.Wait(); close(exited) }(c.exited)
+	go func(exited chan struct{}) {
+		cmd.Wait()
+		close(exited)
+		if c.supervise {
+			c.restartAfterExit(cmd)
+		}
+	}(c.exited)
+	if err := writePidFile(c.PidFile(), cmd.Process.Pid); err != nil {
+		return err
+	}
 	return c.waitReady(30 * time.Second)
 }
 
-// env returns containerd's environment: PATH starts with the dir holding
-// runc and both shims.
+// PathDir is the directory at the head of containerd's PATH, holding runc
+// and the shims: what /usr/local/bin is on a node. containerd finds a
+// shim there by its runtime type's name when it reloads a task whose
+// bundle records no binary path (a container grouped into its pod's
+// shim), whatever runtime_path says.
+func (c *Containerd) PathDir() string { return filepath.Join(c.Dir, "bin") }
+
+// env returns containerd's environment: PATH starts with PathDir.
 func (c *Containerd) env() []string {
-	env := []string{"PATH=" + filepath.Join(c.Dir, "bin") + ":" + os.Getenv("PATH")}
+	env := []string{"PATH=" + c.PathDir() + ":" + os.Getenv("PATH")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PATH=") {
 			env = append(env, kv)

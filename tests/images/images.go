@@ -67,6 +67,38 @@ func pauseImage(bin string) (image, error) {
 	}, nil
 }
 
+// InstallerImage is the reference of the node installer's image, as
+// deploy/20-daemonset.yaml names it.
+const InstallerImage = "localhost/containerd-shim-watch-installer:local"
+
+// installerImage builds InstallerImage from the static installer and shim
+// binaries, side by side in / (the installer installs the shim next to
+// its own executable by default).
+func installerImage(installer, shim string) (image, error) {
+	inst, err := os.ReadFile(installer)
+	if err != nil {
+		return image{}, err
+	}
+	sh, err := os.ReadFile(shim)
+	if err != nil {
+		return image{}, err
+	}
+	layer, err := buildLayer([]tarlayer.Entry{
+		tarlayer.File("containerd-shim-watch-installer", 0o755, inst),
+		tarlayer.File("containerd-shim-watch-v2", 0o755, sh),
+		tarlayer.Dir("host", 0o755),
+		tarlayer.Dir("tmp", 0o1777),
+	})
+	if err != nil {
+		return image{}, err
+	}
+	return image{
+		name: InstallerImage, tag: "local", layer: layer,
+		entrypoint: []string{"/containerd-shim-watch-installer"}, cmd: []string{"run"},
+		env: []string{defaultPath},
+	}, nil
+}
+
 // buildLayer returns an uncompressed tar of entries sorted by name.
 func buildLayer(entries []tarlayer.Entry) ([]byte, error) {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
