@@ -26,6 +26,9 @@ type Result struct {
 func Install(ctx context.Context, o Options) (Result, error) {
 	o = o.withDefaults()
 	var r Result
+	if err := o.validate(); err != nil {
+		return r, err
+	}
 	shim, err := os.ReadFile(o.Shim)
 	if err != nil {
 		return r, fmt.Errorf("read shim: %w", err)
@@ -122,6 +125,9 @@ func (o Options) restartIfChanged(ctx context.Context, changed bool) (bool, erro
 func Uninstall(ctx context.Context, o Options, force bool) (Result, error) {
 	o = o.withDefaults()
 	var r Result
+	if err := o.validate(); err != nil {
+		return r, err
+	}
 	cfg, err := readMainConfig(o.Config, o.host(o.Config))
 	if err != nil {
 		return r, err

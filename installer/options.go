@@ -1,6 +1,8 @@
 package installer
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 )
@@ -32,6 +34,9 @@ const (
 	// changes.
 	pendingName = "containerd-shim-watch.restart-pending"
 )
+
+// ErrOptions is returned, wrapped, for Options the installer refuses.
+var ErrOptions = errors.New("installer: bad options")
 
 // Options say where things are. Paths other than HostRoot and Shim are
 // host paths, as containerd sees them.
@@ -73,6 +78,20 @@ func (o Options) withDefaults() Options {
 		o.Restart = NoRestart{}
 	}
 	return o
+}
+
+// validate refuses host paths that are not absolute: containerd reads a
+// relative runtime_path or import entry relative to something else than
+// the installer does.
+func (o Options) validate() error {
+	for _, p := range []struct{ flag, path string }{
+		{"install dir", o.InstallDir}, {"config", o.Config}, {"conf dir", o.ConfDir}, {"state dir", o.StateDir},
+	} {
+		if !filepath.IsAbs(p.path) {
+			return fmt.Errorf("%w: %s %q is not an absolute host path", ErrOptions, p.flag, p.path)
+		}
+	}
+	return nil
 }
 
 // host returns where host path p is in the installer's filesystem.

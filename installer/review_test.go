@@ -1,0 +1,156 @@
+package installer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// blockMarker makes the restart marker unwritable (a non-empty directory
+// in its place), standing in for an installer that dies right after its
+// configuration writes; unblock removes it.
+func (b *bed) blockMarker() (unblock func()) {
+	b.t.Helper()
+	m := b.opts.host(filepath.Join(b.opts.ConfDir, pendingName))
+	mustWrite(b.t, filepath.Join(m, "x"), "", 0o644)
+	return func() {
+		if err := os.RemoveAll(m); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+}
+
+// An install that stops after writing containerd's configuration but
+// before recording that containerd must restart leaves containerd
+// without runtime watch; the next run must still restart it.
+func TestInstallInterruptedBeforeRestartRestartsNextRun(t *testing.T) {
+	b := newBed(t, configV3)
+	unblock := b.blockMarker()
+	if _, err := Install(context.Background(), b.opts); err == nil {
+		t.Fatal("install with an unwritable marker succeeded")
+	}
+	unblock()
+	b.install()
+	if b.restart.n != 1 {
+		t.Fatalf("containerd restarted %d times after the interrupted install and a re-run, want 1: it never loads the drop-in", b.restart.n)
+	}
+}
+
+// The same for uninstall: an uninstall that stops after removing the
+// registration must be followed by a restart on the next run.
+func TestUninstallInterruptedBeforeRestartRestartsNextRun(t *testing.T) {
+	b := newBed(t, configV3)
+	b.install()
+	n := b.restart.n
+	unblock := b.blockMarker()
+	if _, err := Uninstall(context.Background(), b.opts, false); err == nil {
+		t.Fatal("uninstall with an unwritable marker succeeded")
+	}
+	unblock()
+	b.uninstall()
+	if b.restart.n != n+1 {
+		t.Fatalf("containerd restarted %d times by the interrupted uninstall and a re-run, want 1", b.restart.n-n)
+	}
+}
+
+// Host paths must be absolute: a relative runtime_path or import entry
+// means something else to containerd than to the installer.
+func TestInstallRefusesRelativeHostPaths(t *testing.T) {
+	for _, set := range []func(*Options){
+		func(o *Options) { o.InstallDir = "usr/local/bin" },
+		func(o *Options) { o.ConfDir = "conf.d" },
+		func(o *Options) { o.Config = "etc/containerd/config.toml" },
+		func(o *Options) { o.StateDir = "run/containerd" },
+	} {
+		b := newBed(t, configV3)
+		set(&b.opts)
+		before := snapshot(t, b.opts.HostRoot)
+		if _, err := Install(context.Background(), b.opts); err == nil {
+			t.Errorf("install with %+v succeeded", b.opts)
+		}
+		if _, err := Uninstall(context.Background(), b.opts, false); err == nil {
+			t.Errorf("uninstall with %+v succeeded", b.opts)
+		}
+		sameSnapshot(t, "relative path", before, snapshot(t, b.opts.HostRoot))
+	}
+}
+
+// A config.toml that is a symlink (config management) stays a symlink:
+// the installer edits its target, and uninstall restores the target.
+func TestInstallConfigSymlink(t *testing.T) {
+	for _, target := range []string{"managed/config.toml", "/etc/containerd/managed/config.toml"} {
+		b := newBed(t, configV3)
+		link := b.opts.host(DefaultConfig)
+		real := b.opts.host("/etc/containerd/managed/config.toml")
+		mustWrite(t, real, configV3, 0o600)
+		if err := os.Remove(link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		b.install()
+		if st, err := os.Lstat(link); err != nil || st.Mode().Type() != os.ModeSymlink {
+			t.Fatalf("%s: config.toml is no longer a symlink after install (%v)", target, err)
+		}
+		data, _ := os.ReadFile(real)
+		if !strings.Contains(string(data), DropInName) {
+			t.Fatalf("%s: the symlink's target does not import the drop-in:\n%s", target, data)
+		}
+		b.uninstall()
+		if st, err := os.Lstat(link); err != nil || st.Mode().Type() != os.ModeSymlink {
+			t.Fatalf("%s: config.toml is no longer a symlink after uninstall (%v)", target, err)
+		}
+		if data, _ := os.ReadFile(real); string(data) != configV3 {
+			t.Fatalf("%s: target not restored:\n%s", target, data)
+		}
+	}
+}
+
+// Unusual but valid shapes: CRLF, an import glob covering the drop-in
+// (nothing added, the glob kept on uninstall), a conf.d symlink; and
+// configs containerd itself refuses (empty, a BOM, imports a string) are
+// refused with nothing changed.
+func TestInstallUnusualShapes(t *testing.T) {
+	crlf := strings.ReplaceAll(configV3, "\n", "\r\n")
+	b := newBed(t, crlf)
+	b.install()
+	b.uninstall()
+	if got := b.read(DefaultConfig); got != crlf {
+		t.Errorf("CRLF config not restored:\n%q", got)
+	}
+
+	glob := "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n"
+	b = newBed(t, glob)
+	if r := b.install(); r.Config {
+		t.Errorf("glob covering the drop-in: config rewritten:\n%s", b.read(DefaultConfig))
+	}
+	b.uninstall()
+	if got := b.read(DefaultConfig); got != glob {
+		t.Errorf("glob config changed by uninstall:\n%s", got)
+	}
+
+	b = newBed(t, configV3)
+	real := b.opts.host("/etc/containerd/real-conf.d")
+	if err := os.MkdirAll(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real-conf.d", b.opts.host(DefaultConfDir)); err != nil {
+		t.Fatal(err)
+	}
+	b.install()
+	if _, err := os.Stat(filepath.Join(real, DropInName)); err != nil {
+		t.Errorf("drop-in not in the conf.d symlink's target: %v", err)
+	}
+
+	for _, bad := range []string{"", "\ufeffversion = 3\n", "version = 3\nimports = \"/etc/containerd/conf.d/*.toml\"\n"} {
+		b = newBed(t, bad)
+		before := snapshot(t, b.opts.HostRoot)
+		if _, err := Install(context.Background(), b.opts); err == nil {
+			t.Errorf("config %q accepted: %s", bad, b.read(DefaultConfig))
+		}
+		sameSnapshot(t, "refused config", before, snapshot(t, b.opts.HostRoot))
+	}
+}
