@@ -14,6 +14,14 @@ import (
 // and otherwise replaces it atomically: readers and running programs see
 // the old file or the new one, never a part. It reports whether it wrote.
 func writeIfChanged(path string, data []byte, perm fs.FileMode) (bool, error) {
+	if d, err := differs(path, data, perm); err != nil || !d {
+		return false, err
+	}
+	return true, writeAtomic(path, data, perm)
+}
+
+// differs reports whether path does not hold exactly data with mode perm.
+func differs(path string, data []byte, perm fs.FileMode) (bool, error) {
 	old, err := os.ReadFile(path)
 	if err == nil && bytes.Equal(old, data) {
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == perm {
@@ -22,7 +30,7 @@ func writeIfChanged(path string, data []byte, perm fs.FileMode) (bool, error) {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("read %s: %w", path, err)
 	}
-	return true, writeAtomic(path, data, perm)
+	return true, nil
 }
 
 // writeAtomic writes data to a temp file in path's directory, syncs it,

@@ -50,6 +50,13 @@ func Install(ctx context.Context, o Options) (Result, error) {
 			return r, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
+	changes, err := differs(o.host(o.DropInPath()), dropIn, 0o644)
+	if err != nil {
+		return r, fmt.Errorf("drop-in: %w", err)
+	}
+	if err := o.markPendingIf(changes || !bytes.Equal(cfg.data, newConfig)); err != nil {
+		return r, err
+	}
 	if r.Binary, err = writeIfChanged(o.host(o.ShimPath()), shim, 0o755); err != nil {
 		return r, fmt.Errorf("install shim: %w", err)
 	}
@@ -86,6 +93,26 @@ func (o Options) writeConfig(cfg *mainConfig, data []byte) (bool, error) {
 	return true, nil
 }
 
+// markPendingIf writes the restart marker when the configuration is about
+// to change, before it changes: an installer that dies between the change
+// and containerd's restart leaves the marker, and the next run restarts.
+func (o Options) markPendingIf(change bool) error {
+	if !change {
+		return nil
+	}
+	if err := writeAtomic(o.host(filepath.Join(o.ConfDir, pendingName)), nil, 0o644); err != nil {
+		return fmt.Errorf("mark restart pending: %w", err)
+	}
+	return nil
+}
+
+// hasDropIn reports whether the drop-in file exists (or cannot be told
+// not to).
+func (o Options) hasDropIn() bool {
+	_, err := os.Lstat(o.host(o.DropInPath()))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
 // restartIfChanged restarts containerd when changed or when a marker says
 // an earlier change is still waiting for its restart. The marker is
 // written before the restart and removed after it succeeded.
@@ -96,8 +123,8 @@ func (o Options) restartIfChanged(ctx context.Context, changed bool) (bool, erro
 			return false, nil
 		}
 	}
-	if err := writeAtomic(marker, nil, 0o644); err != nil {
-		return false, fmt.Errorf("mark restart pending: %w", err)
+	if err := o.markPendingIf(true); err != nil {
+		return false, err
 	}
 	fmt.Fprintf(o.Log, "restarting containerd (%s)\n", o.Restart)
 	if err := o.Restart.Restart(ctx); err != nil {
@@ -141,6 +168,9 @@ func Uninstall(ctx context.Context, o Options, force bool) (Result, error) {
 	}
 	restored, err := o.restoredConfig(cfg)
 	if err != nil {
+		return r, err
+	}
+	if err := o.markPendingIf(!bytes.Equal(cfg.data, restored) || o.hasDropIn()); err != nil {
 		return r, err
 	}
 	if r.Config, err = o.replaceConfig(cfg, restored); err != nil {
