@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -16,6 +17,7 @@ var ErrConfig = errors.New("installer: containerd config refused")
 // mainConfig is containerd's main config file as read.
 type mainConfig struct {
 	path    string         // host path (what imports are relative to)
+	file    string         // the file read and written: path, symlinks followed
 	data    []byte         // the file's bytes
 	doc     map[string]any // the file parsed
 	version int64          // the config version, 2, 3 or 4
@@ -31,7 +33,46 @@ func readMainConfig(path, file string) (*mainConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read %s: %w", ErrConfig, path, err)
 	}
-	return parseMainConfig(path, data)
+	c, err := parseMainConfig(path, data)
+	if err != nil {
+		return nil, err
+	}
+	c.file = file
+	return c, nil
+}
+
+// readConfig reads the main config, following symlinks as the host
+// does: a config.toml that config management links elsewhere stays a
+// link, and its target is what the installer edits.
+func (o Options) readConfig() (*mainConfig, error) {
+	file, err := o.hostTarget(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, o.Config, err)
+	}
+	return readMainConfig(o.Config, file)
+}
+
+// hostTarget returns, in the installer's filesystem, the file that host
+// path p names once the symlinks of its last element are followed; an
+// absolute link target is a host path (under HostRoot), not the
+// installer's. A missing file is returned as itself.
+func (o Options) hostTarget(p string) (string, error) {
+	for range 40 {
+		f := o.host(p)
+		st, err := os.Lstat(f)
+		if err != nil || st.Mode().Type() != fs.ModeSymlink {
+			return f, nil
+		}
+		link, err := os.Readlink(f)
+		if err != nil {
+			return "", fmt.Errorf("read link: %w", err)
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(p), link)
+		}
+		p = link
+	}
+	return "", fmt.Errorf("too many levels of symbolic links")
 }
 
 func parseMainConfig(path string, data []byte) (*mainConfig, error) {

@@ -33,7 +33,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return r, fmt.Errorf("read shim: %w", err)
 	}
-	cfg, err := readMainConfig(o.Config, o.host(o.Config))
+	cfg, err := o.readConfig()
 	if err != nil {
 		return r, err
 	}
@@ -79,15 +79,14 @@ func (o Options) writeConfig(cfg *mainConfig, data []byte) (bool, error) {
 	if bytes.Equal(cfg.data, data) {
 		return false, nil
 	}
-	file := o.host(o.Config)
-	st, err := os.Stat(file)
+	st, err := os.Stat(cfg.file)
 	if err != nil {
 		return false, fmt.Errorf("stat %s: %w", o.Config, err)
 	}
-	if err := writeAtomic(file+BackupSuffix, cfg.data, st.Mode().Perm()); err != nil {
+	if err := writeAtomic(o.host(o.Config)+BackupSuffix, cfg.data, st.Mode().Perm()); err != nil {
 		return false, fmt.Errorf("back up %s: %w", o.Config, err)
 	}
-	if err := writeAtomic(file, data, st.Mode().Perm()); err != nil {
+	if err := writeAtomic(cfg.file, data, st.Mode().Perm()); err != nil {
 		return false, fmt.Errorf("write %s: %w", o.Config, err)
 	}
 	return true, nil
@@ -155,7 +154,7 @@ func Uninstall(ctx context.Context, o Options, force bool) (Result, error) {
 	if err := o.validate(); err != nil {
 		return r, err
 	}
-	cfg, err := readMainConfig(o.Config, o.host(o.Config))
+	cfg, err := o.readConfig()
 	if err != nil {
 		return r, err
 	}
@@ -213,11 +212,11 @@ func (o Options) restoredConfig(cfg *mainConfig) ([]byte, error) {
 func (o Options) replaceConfig(cfg *mainConfig, data []byte) (bool, error) {
 	changed := !bytes.Equal(cfg.data, data)
 	if changed {
-		st, err := os.Stat(o.host(o.Config))
+		st, err := os.Stat(cfg.file)
 		if err != nil {
 			return false, fmt.Errorf("stat %s: %w", o.Config, err)
 		}
-		if err := writeAtomic(o.host(o.Config), data, st.Mode().Perm()); err != nil {
+		if err := writeAtomic(cfg.file, data, st.Mode().Perm()); err != nil {
 			return false, fmt.Errorf("write %s: %w", o.Config, err)
 		}
 	}
