@@ -96,9 +96,15 @@ func parseFlags(cmd string, args []string) (*config, error) {
 	str(&c.socket, "socket", "WATCH_CONTAINERD_SOCKET", "/run/containerd/containerd.sock", "containerd's socket (host path)")
 	str(&c.restart, "restart", "WATCH_RESTART", "systemd", "how to restart containerd: systemd[:UNIT], signal:PIDFILE or none")
 	str(&c.nodeName, "node-name", "NODE_NAME", "", "node to label (in a pod: from the downward API); empty: no label")
-	def, _ := strconv.ParseBool(os.Getenv("WATCH_UNINSTALL_ON_EXIT"))
+	def, err := boolEnv("WATCH_UNINSTALL_ON_EXIT")
+	if err != nil {
+		return nil, err
+	}
 	fs.BoolVar(&c.uninstallOnExit, "uninstall-on-exit", def, "run: uninstall when stopped ($WATCH_UNINSTALL_ON_EXIT)")
-	force, _ := strconv.ParseBool(os.Getenv("WATCH_UNINSTALL_FORCE"))
+	force, err := boolEnv("WATCH_UNINSTALL_FORCE")
+	if err != nil {
+		return nil, err
+	}
 	fs.BoolVar(&c.force, "force", force, "uninstall: remove runtime watch from containerd even while watch tasks run; their pods lose exec and container restarts ($WATCH_UNINSTALL_FORCE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -109,6 +115,20 @@ func parseFlags(cmd string, args []string) (*config, error) {
 	}
 	o.Restart, o.Log = r, os.Stdout
 	return c, nil
+}
+
+// boolEnv reads a boolean environment variable (unset or empty: false);
+// a value that is not a boolean is an error, not false.
+func boolEnv(key string) (bool, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("$%s=%q: not a boolean (true or false)", key, v)
+	}
+	return b, nil
 }
 
 func envOr(key, def string) string {
