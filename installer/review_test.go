@@ -154,3 +154,25 @@ func TestInstallUnusualShapes(t *testing.T) {
 		sameSnapshot(t, "refused config", before, snapshot(t, b.opts.HostRoot))
 	}
 }
+
+// The installer's ClusterRole grants what node.go sends, a PATCH of
+// nodes, and nothing else.
+func TestRBACLeastPrivilege(t *testing.T) {
+	data, err := os.ReadFile("../deploy/10-rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []string
+	for _, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "- "))
+		for _, k := range []string{"apiGroups:", "resources:", "verbs:", "resourceNames:", "nonResourceURLs:"} {
+			if strings.HasPrefix(l, k) {
+				rules = append(rules, l)
+			}
+		}
+	}
+	want := []string{`apiGroups: [""]`, `resources: ["nodes"]`, `verbs: ["patch"]`}
+	if strings.Join(rules, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ClusterRole rules:\n%s\nwant:\n%s", strings.Join(rules, "\n"), strings.Join(want, "\n"))
+	}
+}
