@@ -176,3 +176,36 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		t.Errorf("ClusterRole rules:\n%s\nwant:\n%s", strings.Join(rules, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// Two installers at once (a rollout overlapping a manual run) leave one
+// import, the drop-in and a backup of the operator's config.
+func TestInstallConcurrent(t *testing.T) {
+	for range 10 {
+		b := newBed(t, configV3)
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				o := b.opts
+				o.Restart = NoRestart{}
+				_, err := Install(context.Background(), o)
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := b.read(DefaultConfig)
+		if strings.Count(got, DropInName) != 1 {
+			t.Fatalf("config after two installers:\n%s", got)
+		}
+		if bak := b.read(DefaultConfig + BackupSuffix); bak != configV3 {
+			t.Fatalf("backup:\n%s", bak)
+		}
+		b.uninstall()
+		if got := b.read(DefaultConfig); got != configV3 {
+			t.Fatalf("after uninstall:\n%s", got)
+		}
+	}
+}
