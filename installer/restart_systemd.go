@@ -26,6 +26,9 @@ func (s *SystemdRestart) String() string { return "systemd:" + s.Unit }
 func (s *SystemdRestart) Restart(ctx context.Context) error {
 	conn, err := sdbus.NewConnection(func() (*dbus.Conn, error) { return s.dial(ctx) })
 	if err != nil {
+		if ctx.Err() != nil { // the dial or auth was cut by the deadline
+			return fmt.Errorf("connect to systemd: %w (%v)", ctx.Err(), err)
+		}
 		return fmt.Errorf("connect to systemd: %w", err)
 	}
 	defer conn.Close()

@@ -2,10 +2,13 @@ package installer
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // blockMarker makes the restart marker unwritable (a non-empty directory
@@ -207,5 +210,41 @@ func TestInstallConcurrent(t *testing.T) {
 		if got := b.read(DefaultConfig); got != configV3 {
 			t.Fatalf("after uninstall:\n%s", got)
 		}
+	}
+}
+
+// A systemd that accepts on its private socket and never answers must
+// not hold the installer past its deadline.
+func TestSystemdRestartTimesOut(t *testing.T) {
+	root := t.TempDir()
+	sock := filepath.Join(root, "run/systemd/private")
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- (&SystemdRestart{Unit: "containerd.service", HostRoot: root}).Restart(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("restart through a mute systemd: %v, want the deadline named", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("restart through a mute systemd still waiting 5 s after its 300 ms deadline")
 	}
 }
