@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // writeIfChanged makes path hold data with mode perm. It writes nothing
@@ -38,7 +40,11 @@ func differs(path string, data []byte, perm fs.FileMode) (bool, error) {
 // either the old file or the new one.
 func writeAtomic(path string, data []byte, perm fs.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	pattern := "." + filepath.Base(path) + ".tmp-*"
+	if err := removeStale(filepath.Join(dir, pattern)); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return fmt.Errorf("create temp file: %w", err)
 	}
@@ -62,6 +68,36 @@ func writeAtomic(path string, data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("rename to %s: %w", path, err)
 	}
 	return syncDir(dir)
+}
+
+// removeStale removes the temp files matching pattern that an installer
+// killed mid-write left: a glob import (conf.d/*) would feed a half-written
+// one to containerd. Only one installer writes at a time (lockHost), so
+// none of them is another's write in flight.
+func removeStale(pattern string) error {
+	stale, _ := filepath.Glob(pattern)
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// lockHost holds an exclusive flock on the directory of the main config
+// (which exists on any host the installer changes) until unlock: two
+// installers on one node (a rollout and a `kubectl exec`) take turns.
+func (o Options) lockHost() (unlock func(), err error) {
+	dir := o.host(filepath.Dir(o.Config))
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", filepath.Dir(o.Config), err)
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("lock %s: %w", filepath.Dir(o.Config), err)
+	}
+	return func() { d.Close() }, nil
 }
 
 // syncDir makes a rename or removal in dir durable.

@@ -29,6 +29,11 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if err := o.validate(); err != nil {
 		return r, err
 	}
+	unlock, err := o.lockHost()
+	if err != nil {
+		return r, err
+	}
+	defer unlock()
 	shim, err := os.ReadFile(o.Shim)
 	if err != nil {
 		return r, fmt.Errorf("read shim: %w", err)
@@ -154,6 +159,11 @@ func Uninstall(ctx context.Context, o Options, force bool) (Result, error) {
 	if err := o.validate(); err != nil {
 		return r, err
 	}
+	unlock, err := o.lockHost()
+	if err != nil {
+		return r, err
+	}
+	defer unlock()
 	cfg, err := o.readConfig()
 	if err != nil {
 		return r, err

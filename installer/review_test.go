@@ -248,3 +248,24 @@ func TestSystemdRestartTimesOut(t *testing.T) {
 		t.Fatal("restart through a mute systemd still waiting 5 s after its 300 ms deadline")
 	}
 }
+
+// An installer killed while writing leaves its temp file; a later run
+// removes it, so that a glob import such as conf.d/* never feeds a
+// half-written drop-in to containerd, and /usr/local/bin keeps no debris.
+func TestInstallRemovesStaleTempFiles(t *testing.T) {
+	b := newBed(t, configV3)
+	stale := []string{
+		filepath.Join(DefaultConfDir, "."+DropInName+".tmp-123"),
+		filepath.Join(DefaultInstallDir, "."+ShimName+".tmp-456"),
+		DefaultConfig[:len(DefaultConfig)-len("config.toml")] + ".config.toml.tmp-789",
+	}
+	for _, s := range stale {
+		mustWrite(t, b.opts.host(s), "version = 3\n[plugins", 0o600)
+	}
+	b.install()
+	for _, s := range stale {
+		if b.exists(s) {
+			t.Errorf("%s left after install", s)
+		}
+	}
+}
