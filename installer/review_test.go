@@ -269,3 +269,30 @@ func TestInstallRemovesStaleTempFiles(t *testing.T) {
 		}
 	}
 }
+
+// The DaemonSet mounts read-write only what the installer writes
+// (/etc/containerd and the install dir); containerd's state and
+// systemd's run dir it only reads and connects to sockets in, which a
+// read-only mount allows.
+func TestDaemonSetWritableMounts(t *testing.T) {
+	data, err := os.ReadFile("../deploy/20-daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writable := map[string]bool{"/host/etc/containerd": true, "/host/usr/local/bin": true}
+	n := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		_, rest, ok := strings.Cut(l, "mountPath: ")
+		if !ok {
+			continue
+		}
+		n++
+		path := strings.TrimSpace(strings.FieldsFunc(rest, func(r rune) bool { return r == ',' || r == '}' })[0])
+		if ro := strings.Contains(l, "readOnly: true"); ro == writable[path] {
+			t.Errorf("%s: readOnly %v, want %v", path, ro, !writable[path])
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d mounts, want 4", n)
+	}
+}
