@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -294,5 +295,37 @@ func TestDaemonSetWritableMounts(t *testing.T) {
 	}
 	if n != 4 {
 		t.Errorf("%d mounts, want 4", n)
+	}
+}
+
+// Upgrading while the installed shim runs (ETXTBSY for a write in
+// place) replaces it; the running process keeps its old image.
+func TestInstallOverRunningBinary(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	img, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBed(t, configV3)
+	mustWrite(t, b.opts.Shim, string(img), 0o755)
+	b.install()
+	cmd := exec.Command(b.opts.host(b.opts.ShimPath()), "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if f, err := os.OpenFile(b.opts.host(b.opts.ShimPath()), os.O_WRONLY, 0); err == nil {
+		f.Close()
+		t.Fatal("running binary opened for writing: the test does not exercise ETXTBSY")
+	}
+	mustWrite(t, b.opts.Shim, string(img)+"v2", 0o755)
+	if r := b.install(); !r.Binary {
+		t.Errorf("upgrade over a running binary: %+v", r)
+	}
+	if got := b.read(b.opts.ShimPath()); got != string(img)+"v2" {
+		t.Errorf("installed binary not replaced")
 	}
 }
