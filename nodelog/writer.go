@@ -3,6 +3,7 @@ package nodelog
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,13 +60,13 @@ type Writer struct {
 	// mu makes the appends and rotations of this process take the lock
 	// one at a time: flock does not exclude holders of the same file.
 	mu     sync.Mutex
-	seg    *os.File   // the current segment, as last seen
+	seg    *os.File // the current segment, as last seen
 	segNum uint64
 	buf    []byte
 
 	rotating     atomic.Bool
 	rotateErrors atomic.Uint64
-	rotated  chan struct{} // test hook: a rotation ended
+	rotated      chan struct{} // test hook: a rotation ended
 }
 
 // Open opens the log in dir for appending, creating the directory (0700)
@@ -175,4 +176,24 @@ func (w *Writer) Close() error {
 		w.seg.Close()
 	}
 	return w.h.close()
+}
+
+// Environment variables that configure the shims' log (containerd's
+// environment is theirs): a size in bytes and a Go duration.
+const (
+	SegmentSizeEnv = "WATCH_NODE_LOG_SEGMENT_SIZE"
+	RetentionEnv   = "WATCH_NODE_LOG_RETENTION"
+)
+
+// EnvOptions returns the Options set by SegmentSizeEnv and RetentionEnv;
+// an unset or invalid value leaves the default.
+func EnvOptions() Options {
+	var o Options
+	if n, err := strconv.ParseInt(os.Getenv(SegmentSizeEnv), 10, 64); err == nil {
+		o.SegmentSize = n
+	}
+	if d, err := time.ParseDuration(os.Getenv(RetentionEnv)); err == nil {
+		o.Retention = d
+	}
+	return o.withDefaults()
 }

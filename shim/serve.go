@@ -63,6 +63,7 @@ func serve(ctx context.Context, f flags) error {
 	}
 	pub := newPublisher(os.Getenv(ttrpcAddressEnv), f.namespace)
 	mon := exitmon.New(pub)
+	mon.SetNodeLog(&nodeLog{})
 	proc.ReapRuncThrough(mon)
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()
