@@ -319,3 +319,31 @@ func TestUnwritableDirectory(t *testing.T) {
 		t.Fatal("opened a log in an unwritable directory")
 	}
 }
+
+// BenchmarkAppend is one record's cost: on the writer's path alone
+// (segments never fill), and with the rotations it causes (in the
+// background, but on the same CPUs).
+func BenchmarkAppend(b *testing.B) {
+	b.Run("rotation=off", func(b *testing.B) { benchAppend(b, 1<<40) })
+	b.Run("rotation=4MiB", func(b *testing.B) { benchAppend(b, 0) })
+}
+
+func benchAppend(b *testing.B, segSize int64) {
+	w, err := Open(b.TempDir(), Options{SegmentSize: segSize})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	code := uint32(0)
+	now := time.Now()
+	r := Record{Event: EventExited, Kind: KindExec, Namespace: "k8s.io", SandboxID: strings.Repeat("a", 64), ContainerID: strings.Repeat("b", 64),
+		ExecID: strings.Repeat("c", 64), PodName: "web-7d9f8c6b5-x2x9z", PodNamespace: "default", PodUID: "9f1c2d3e-1111-2222-3333-444455556666",
+		ContainerName: "web", Image: "docker.io/library/nginx:1.27", Pid: 12345, ExitStatus: &code, ExitedAt: &now}
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := r
+		if _, err := w.Append(&rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
