@@ -105,7 +105,7 @@ func (h *head) close() error {
 }
 
 // errNoLog is returned when a reader finds no log in its directory.
-var errNoLog = errors.New("nodelog: no log")
+var errNoLog = errors.New("nodelog: no log yet (no shim has written one since boot)")
 
 // mapHead maps the head file of dir, read-write for writers (creating it
 // and the log's first segment if needed), read-only for readers.
