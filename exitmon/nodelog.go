@@ -93,12 +93,22 @@ func (t *Domain) recordExecDeleted(execID string) {
 	t.mon.appendLog(r)
 }
 
-func (t *Domain) baseRecord(event string) *nodelog.Record {
+func (t *Domain) baseRecord(event string) *nodelog.Record { return recordOf(t.who, event) }
+
+// DeletedRecord is the record of a task's deletion by `shim delete`, after
+// the shim that served it died: it carries the exit status that command
+// reports.
+func DeletedRecord(who Identity, st Status) *nodelog.Record {
+	r := recordOf(who, nodelog.EventDeleted)
+	setExit(r, st)
+	return r
+}
+
+func recordOf(w Identity, event string) *nodelog.Record {
 	kind := nodelog.KindContainer
-	if t.who.Sandbox {
+	if w.Sandbox {
 		kind = nodelog.KindSandbox
 	}
-	w := t.who
 	return &nodelog.Record{
 		Time: time.Now().UTC(), Event: event, Kind: kind,
 		Namespace: w.Namespace, SandboxID: w.SandboxID, ContainerID: w.ID,

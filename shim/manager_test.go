@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+	"github.com/watchshim/containerd-shim-watch-v2/nodelog"
 )
 
 // TestGroupOf: our group annotation wins over the CRI sandbox id, which
@@ -46,6 +47,8 @@ func TestStopReportsJournaledExit(t *testing.T) {
 		{"no journal", "", exitmon.Status{Pid: 4242, Code: 137}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			logDir := filepath.Join(t.TempDir(), "log")
+			t.Setenv(nodelog.DirEnv, logDir)
 			bundle := t.TempDir()
 			write(t, bundle, "watch-runc.json", `{"binary":"/bin/true"}`)
 			write(t, bundle, "init.pid", "4242")
@@ -59,6 +62,7 @@ func TestStopReportsJournaledExit(t *testing.T) {
 			if st.Pid != tc.want.Pid || st.Code != tc.want.Code || !tc.want.ExitedAt.IsZero() && !st.ExitedAt.Equal(tc.want.ExitedAt) {
 				t.Fatalf("Stop = %+v, want %+v", st, tc.want)
 			}
+			checkDeletedRecord(t, logDir, st)
 		})
 	}
 }
@@ -67,5 +71,27 @@ func write(t *testing.T, dir, name, s string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkDeletedRecord checks that the node log in dir holds one record: the
+// deletion of c1 with the exit status Stop reported.
+func checkDeletedRecord(t *testing.T, dir string, st exitmon.Status) {
+	t.Helper()
+	r, err := nodelog.OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got *nodelog.Record
+	r.Follow(ctx, nodelog.Cursor{Log: r.LogID()}, func(rec *nodelog.Record) error {
+		got = rec
+		cancel()
+		return nil
+	})
+	if got == nil || got.Rev != 1 || got.Event != nodelog.EventDeleted || got.ContainerID != "c1" || got.ExitStatus == nil || int(*got.ExitStatus) != st.Code {
+		t.Fatalf("node log after shim delete: %+v, want c1 deleted with status %d", got, st.Code)
 	}
 }

@@ -27,7 +27,7 @@ type lifecycle struct {
 // seen is what the consumer learned of one container through the public
 // client only.
 type seen struct {
-	listed, created int    // times in the initial state, created records
+	listed, created int      // times in the initial state, created records
 	events          []string // events in revision order (stream only)
 	exit, execExit  int
 	revs            []uint64
