@@ -347,3 +347,29 @@ func benchAppend(b *testing.B, segSize int64) {
 		}
 	}
 }
+
+// TestOrphanSegmentRemoved leaves a segment as a writer that died in a
+// rotation leaves it (created, the head never switched to it): the next
+// rotation removes it, so no reader is sent to it.
+func TestOrphanSegmentRemoved(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, dir, Options{SegmentSize: 1024})
+	w.rotated = make(chan struct{}, 100)
+	appendT(t, w, EventCreated, "c1", "")
+	orphan := w.h.read().next
+	if _, err := createSegment(dir, w.LogID(), orphan, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		appendT(t, w, EventCreated, fmt.Sprint("c", i), "")
+		waitRotations(w)
+	}
+	if _, err := os.Stat(segmentPath(dir, orphan)); !os.IsNotExist(err) {
+		t.Fatalf("orphan segment %d still there (%v): segments %v", orphan, err, mustSegments(dir))
+	}
+	r := readerT(t, dir)
+	got, err := collect(t, r, Cursor{Log: r.LogID(), Rev: orphan}, 3)
+	if err != nil || got[0].Rev != orphan+1 {
+		t.Fatalf("follow from %d: %v %v", orphan, revs(got), err)
+	}
+}

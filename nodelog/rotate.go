@@ -68,12 +68,25 @@ func (w *Writer) rotateOnce() error {
 	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
+	w.removeOrphans(q.seg)
 	size, err := createSegment(w.dir, w.h.logID(), q.next, snap)
 	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
 	w.h.set(position{next: q.next, seg: q.next, size: uint64(size), base: uint64(size)})
 	return nil
+}
+
+// removeOrphans removes segments newer than the current one: a writer
+// that died in a rotation between creating a segment and switching the head
+// to it leaves one, which no record will ever go to.
+func (w *Writer) removeOrphans(current uint64) {
+	firsts, _ := segments(w.dir)
+	for _, f := range firsts {
+		if f > current {
+			os.Remove(segmentPath(w.dir, f))
+		}
+	}
 }
 
 // retain removes the oldest segments whose successor was started more than
