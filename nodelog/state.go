@@ -65,6 +65,15 @@ func fill[T comparable](dst *T, v T) {
 	}
 }
 
+// Get returns the latest record of k, if k is alive.
+func (s *State) Get(k Key) (Record, bool) {
+	r, ok := s.items[k]
+	if !ok {
+		return Record{}, false
+	}
+	return *r, true
+}
+
 // Records returns the state's records in revision order.
 func (s *State) Records() []Record {
 	out := make([]Record, 0, len(s.items))

@@ -121,17 +121,22 @@ func (m *Manager) Stop(ctx context.Context, f flags) (exitmon.Status, error) {
 		pid, _ := proc.InitPid(bundle)
 		st = exitmon.Status{Pid: pid, Code: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}
 	}
-	if who.ID == "" {
-		who = exitmon.Identity{ID: f.id, Namespace: f.namespace}
+	who.ID = f.id
+	if who.Namespace == "" {
+		who.Namespace = f.namespace
 	}
 	recordDeleted(ctx, who, st)
 	return st, nil
 }
 
-// recordDeleted appends the task's deletion to the node log: the shim that
-// would have recorded it is gone. Without it the log would list the task
-// as alive forever.
+// recordDeleted appends the task's deletion to the node log when the log
+// still lists the task: the shim that would have recorded it died. Without
+// it the log would list the task as alive forever. (containerd also runs
+// `shim delete` after a shim that deleted its tasks has exited.)
 func recordDeleted(ctx context.Context, who exitmon.Identity, st exitmon.Status) {
+	if !liveInLog(who) {
+		return
+	}
 	w, err := nodelog.Open(nodelog.Dir(), nodelog.EnvOptions())
 	if err == nil {
 		_, err = w.Append(exitmon.DeletedRecord(who, st))
@@ -140,6 +145,21 @@ func recordDeleted(ctx context.Context, who exitmon.Identity, st exitmon.Status)
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("node log: record deletion")
 	}
+}
+
+// liveInLog reports whether the node log lists the task as not deleted.
+func liveInLog(who exitmon.Identity) bool {
+	r, err := nodelog.OpenReader(nodelog.Dir())
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	st, _, err := r.List()
+	if err != nil {
+		return true // when in doubt, a second deletion is better than none
+	}
+	_, ok := st.Get(nodelog.Key{Namespace: who.Namespace, ContainerID: who.ID})
+	return ok
 }
 
 // journaledExit returns the identity of the task id and its init exit as

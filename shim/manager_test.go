@@ -49,6 +49,7 @@ func TestStopReportsJournaledExit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			logDir := filepath.Join(t.TempDir(), "log")
 			t.Setenv(nodelog.DirEnv, logDir)
+			created := createdInLog(t, logDir)
 			bundle := t.TempDir()
 			write(t, bundle, "watch-runc.json", `{"binary":"/bin/true"}`)
 			write(t, bundle, "init.pid", "4242")
@@ -62,7 +63,11 @@ func TestStopReportsJournaledExit(t *testing.T) {
 			if st.Pid != tc.want.Pid || st.Code != tc.want.Code || !tc.want.ExitedAt.IsZero() && !st.ExitedAt.Equal(tc.want.ExitedAt) {
 				t.Fatalf("Stop = %+v, want %+v", st, tc.want)
 			}
-			checkDeletedRecord(t, logDir, st)
+			checkDeletedRecord(t, logDir, created, st)
+			// containerd runs delete again after a shim that deleted the
+			// task exited: no second deletion.
+			(&Manager{}).Stop(context.Background(), flags{id: "c1", namespace: "default", bundle: bundle})
+			checkDeletedRecord(t, logDir, created, st)
 		})
 	}
 }
@@ -74,9 +79,24 @@ func write(t *testing.T, dir, name, s string) {
 	}
 }
 
-// checkDeletedRecord checks that the node log in dir holds one record: the
-// deletion of c1 with the exit status Stop reported.
-func checkDeletedRecord(t *testing.T, dir string, st exitmon.Status) {
+// createdInLog writes c1's creation to the log in dir, as its shim did.
+func createdInLog(t *testing.T, dir string) uint64 {
+	t.Helper()
+	w, err := nodelog.Open(dir, nodelog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rev, err := w.Append(&nodelog.Record{Event: nodelog.EventCreated, Kind: nodelog.KindContainer, Namespace: "default", ContainerID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// checkDeletedRecord checks that the node log in dir holds, after c1's
+// creation, one record: its deletion with the exit status Stop reported.
+func checkDeletedRecord(t *testing.T, dir string, created uint64, st exitmon.Status) {
 	t.Helper()
 	r, err := nodelog.OpenReader(dir)
 	if err != nil {
@@ -86,12 +106,15 @@ func checkDeletedRecord(t *testing.T, dir string, st exitmon.Status) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var got *nodelog.Record
-	r.Follow(ctx, nodelog.Cursor{Log: r.LogID()}, func(rec *nodelog.Record) error {
+	r.Follow(ctx, nodelog.Cursor{Log: r.LogID(), Rev: created}, func(rec *nodelog.Record) error {
 		got = rec
 		cancel()
 		return nil
 	})
-	if got == nil || got.Rev != 1 || got.Event != nodelog.EventDeleted || got.ContainerID != "c1" || got.ExitStatus == nil || int(*got.ExitStatus) != st.Code {
+	if _, cur, _ := r.List(); cur.Rev != created+1 {
+		t.Fatalf("node log after shim delete: at revision %d, want one deletion after %d", cur.Rev, created)
+	}
+	if got == nil || got.Event != nodelog.EventDeleted || got.ContainerID != "c1" || got.ExitStatus == nil || int(*got.ExitStatus) != st.Code {
 		t.Fatalf("node log after shim delete: %+v, want c1 deleted with status %d", got, st.Code)
 	}
 }
