@@ -373,3 +373,25 @@ func TestOrphanSegmentRemoved(t *testing.T) {
 		t.Fatalf("follow from %d: %v %v", orphan, revs(got), err)
 	}
 }
+
+// TestFollowerOverrunByRetention: a follower still reading an old segment
+// when retention removes the next one gets ErrExpired, not a gap.
+func TestFollowerOverrunByRetention(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, dir, Options{SegmentSize: 512})
+	w.rotated = make(chan struct{}, 100)
+	r := readerT(t, dir)
+	for i := range 40 {
+		appendT(t, w, EventCreated, fmt.Sprint("c", i), "")
+		waitRotations(w)
+	}
+	firsts := mustSegments(dir)
+	if len(firsts) < 3 {
+		t.Fatalf("segments %v", firsts)
+	}
+	os.Remove(segmentPath(dir, firsts[1])) // as retention would
+	_, err := collect(t, r, Cursor{Log: r.LogID()}, 40)
+	if !errors.Is(err, ErrExpired) {
+		t.Fatalf("follow across a removed segment: %v, want ErrExpired", err)
+	}
+}

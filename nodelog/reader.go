@@ -176,7 +176,9 @@ func (fl *follower) deliver(l *line) error {
 	return fl.fn(&l.Record)
 }
 
-// next opens the segment after the current one.
+// next opens the segment after the current one. If retention removed it
+// while this follower was behind, the records in it are gone: ErrExpired,
+// never a silent gap.
 func (fl *follower) next() error {
 	firsts, err := segments(fl.r.dir)
 	if err != nil {
@@ -186,7 +188,13 @@ func (fl *follower) next() error {
 		if s <= fl.seg {
 			continue
 		}
+		if s > fl.last+1 {
+			return fmt.Errorf("follow: records %d to %d removed: %w", fl.last+1, s-1, ErrExpired)
+		}
 		f, err := os.Open(segmentPath(fl.r.dir, s))
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("follow: segment %d removed: %w", s, ErrExpired)
+		}
 		if err != nil {
 			return fmt.Errorf("follow: %w", err)
 		}
