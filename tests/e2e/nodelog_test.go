@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"time"
@@ -277,4 +279,64 @@ func checkSeen(t *testing.T, done []lifecycle, got map[string]*seen, listed time
 	if inStream == 0 || inList == 0 {
 		t.Errorf("the consumer must both list and see created containers, or the test proves nothing")
 	}
+}
+
+// TestNodeLogShimKilled: a task exits 7 and is not deleted; its shim is
+// SIGKILLed; containerd cleans up with `shim delete`. The node log, read
+// with the public client, holds the task's whole life once: created,
+// started, exited 7 (from the shim), deleted 7 (from `shim delete`, since
+// the dead shim could not), and List no longer lists it.
+func TestNodeLogShimKilled(t *testing.T) {
+	harness.SkipWithoutWatchShim(t)
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		events := subscribe(t, c)
+		s := newScenario(t, c, runtime{Handler: "watch", Type: harness.WatchRuntime})
+		s.run("seven", "sh", "-c", "exit 7")
+		waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
+		pids := c.ShimPids("watch")
+		if len(pids) != 1 {
+			t.Fatalf("shims %v, want one", pids)
+		}
+		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
+		cl, err := watchapi.Open(c.NodeLogDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		st, err := cl.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st.Items {
+			if r.ContainerID == "seven" {
+				t.Fatalf("the log lists seven after shim delete: %+v", r)
+			}
+		}
+		logID, _, _ := strings.Cut(st.Cursor, ".")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var got []string
+		for ev, err := range cl.Watch(ctx, logID+".0") {
+			if err != nil {
+				t.Fatalf("watch from the start: %v (got %v)", err, got)
+			}
+			if r := ev.Record; r.ContainerID == "seven" {
+				e := r.Event
+				if r.ExitStatus != nil {
+					e += fmt.Sprint(":", *r.ExitStatus)
+				}
+				got = append(got, e)
+			}
+			if ev.Cursor == st.Cursor {
+				break
+			}
+		}
+		if fmt.Sprint(got) != "[created started exited:7 deleted:7]" {
+			t.Fatalf("the log of seven: %v, want [created started exited:7 deleted:7]", got)
+		}
+		c.Ctr("containers", "delete", "seven")
+	})
 }
