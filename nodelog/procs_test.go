@@ -65,23 +65,32 @@ func TestConcurrentProcesses(t *testing.T) {
 		})
 	}()
 	var cmds []*exec.Cmd
-	for i := range writers + 1 {
-		n := each
-		if i == writers {
-			n = 0 // the one to kill
-		}
+	start := func(name string, n int) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,w%d,%d", childEnv, dir, i, n))
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", childEnv, dir, name, n))
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		cmds = append(cmds, cmd)
 	}
-	time.Sleep(50 * time.Millisecond)
-	cmds[writers].Process.Kill()
-	cmds[writers].Wait()
-	for _, cmd := range cmds[:writers] {
+	waitRev := func(rev uint64) {
+		for end := time.Now().Add(10 * time.Second); w.h.read().next < rev && time.Now().Before(end); {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	// The endless writer starts first and is SIGKILLed while all append.
+	start("victim", 0)
+	waitRev(100)
+	for i := range writers {
+		start(fmt.Sprint("w", i), each)
+	}
+	waitRev(700)
+	victim := cmds[0]
+	victim.Process.Kill()
+	victim.Wait()
+	cmds = cmds[1:]
+	for _, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("writer: %v", err)
 		}
