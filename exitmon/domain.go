@@ -69,8 +69,13 @@ func (t *Domain) Publish(topic string, ev any) {
 	t.publishLocked(topic, ev)
 }
 
-func (t *Domain) publishLocked(topic string, ev any) {
+func (t *Domain) publishLocked(topic string, ev any) { t.publishForLocked(nil, topic, ev) }
+
+// publishForLocked records the event of p (nil: of the task) in the node
+// log, then queues it.
+func (t *Domain) publishForLocked(p *Exit, topic string, ev any) {
 	if !t.deleted {
+		t.recordLocked(topic, ev, p)
 		t.q.push(topic, ev)
 	}
 }
@@ -98,6 +103,7 @@ func (t *Domain) RemoveExec(execID string) {
 	if err := t.journal.Remove(execID); err != nil {
 		logger(context.Background()).WithError(err).WithField("id", t.id).Warn("journal exec removal")
 	}
+	t.recordExecDeleted(execID)
 }
 
 // Delete queues the final event and closes the queue: nothing is published
@@ -164,8 +170,9 @@ func (t *Domain) finishLocked(p *Exit) {
 	}
 	ev := ExitEvent{ContainerID: t.id, ExecID: p.execID, Status: st}
 	if p.execID == "" {
-		t.publishLocked(TopicExit, ev)
+		t.publishForLocked(p, TopicExit, ev)
 	} else if !t.deleted {
+		t.recordLocked(TopicExit, ev, p)
 		// An exec's exit follows its start (already queued) and precedes
 		// the init's exit (queued later); among other execs' exits it has
 		// no order, so a burst of them is sent concurrently.
@@ -210,6 +217,8 @@ type Exit struct {
 	reaped   *Status // reaped and journaled
 	exit     *Status // reported: waiters released, TaskExit queued
 	neverRan *Status // never ran: waiters released, no event
+	pidNS    uint64  // namespaces of the process, read when it was watched
+	mntNS    uint64
 	done     chan struct{}
 }
 
@@ -230,6 +239,12 @@ func (p *Exit) Watch(t Token, pid, pidfd int) {
 	p.domain.mu.Lock()
 	p.pid, p.tracked = pid, true
 	p.domain.mu.Unlock()
+	if p.domain.mon.nodeLog != nil {
+		pidNS, mntNS := namespacesOf(pid, pidfd)
+		p.domain.mu.Lock()
+		p.pidNS, p.mntNS = pidNS, mntNS
+		p.domain.mu.Unlock()
+	}
 	p.domain.mon.track(t, pid, pidfd, func(st Status) { p.domain.onExit(p, st) })
 }
 
@@ -238,7 +253,7 @@ func (p *Exit) Started(topic string, ev any) {
 	t := p.domain
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.publishLocked(topic, ev)
+	t.publishForLocked(p, topic, ev)
 	p.endStartLocked()
 }
 

@@ -33,6 +33,9 @@ type Identity struct {
 	PodName      string `json:"pod_name,omitempty"`
 	PodNamespace string `json:"pod_namespace,omitempty"`
 	PodUID       string `json:"pod_uid,omitempty"`
+	// ContainerName and Image are CRI's names of a workload container.
+	ContainerName string `json:"container_name,omitempty"`
+	Image         string `json:"image,omitempty"`
 }
 
 // record is one line of the journal: a task (which starts a new history),

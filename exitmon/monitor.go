@@ -30,9 +30,12 @@ type Monitor struct {
 	unclaimed map[int][]reaped
 	open      map[Token]int
 	counters  Counters
-	outbox    *outbox
-	wake      *waker        // nil: Run reaps on SIGCHLD
-	sweep     time.Duration // reap this often without a wake-up
+	nodeLog   NodeLog
+	// appends to the node log that succeeded and failed
+	logAppended, logFailed atomic.Uint64
+	outbox                 *outbox
+	wake                   *waker        // nil: Run reaps on SIGCHLD
+	sweep                  time.Duration // reap this often without a wake-up
 	// childSlack is the timer slack StartCmd's children begin with, in
 	// ns; 0: the forking thread's (SetChildSlack).
 	childSlack atomic.Int64
@@ -258,6 +261,7 @@ func (m *Monitor) Counters() Counters {
 	c := m.counters
 	m.mu.Unlock()
 	m.outbox.fill(&c)
+	c.LogAppended, c.LogFailed = m.logAppended.Load(), m.logFailed.Load()
 	return c
 }
 
@@ -269,6 +273,8 @@ type Counters struct {
 	EventsSent    uint64        `json:"events_sent"`      // events containerd acknowledged
 	EventsRetried uint64        `json:"events_retried"`   // failed sends that were retried
 	OldestUnsent  time.Duration `json:"oldest_unsent_ns"` // age of the oldest event not yet sent
+	LogAppended   uint64        `json:"log_appended"`     // records appended to the node log
+	LogFailed     uint64        `json:"log_failed"`       // records the node log refused (unwritable, full)
 }
 
 func logger(ctx context.Context) *log.Entry { return log.G(ctx).WithField("component", "exitmon") }

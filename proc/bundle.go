@@ -23,6 +23,8 @@ const (
 	AnnotationPodName       = "io.kubernetes.cri.sandbox-name"
 	AnnotationPodNamespace  = "io.kubernetes.cri.sandbox-namespace"
 	AnnotationPodUID        = "io.kubernetes.cri.sandbox-uid"
+	AnnotationContainerName = "io.kubernetes.cri.container-name"
+	AnnotationImageName     = "io.kubernetes.cri.image-name"
 )
 
 // ociSpec is the part of the bundle's config.json (a runtime-spec Spec)
@@ -81,11 +83,13 @@ func BundleAnnotations(bundle string) (map[string]string, error) {
 func identityOf(id, ns string, a map[string]string) exitmon.Identity {
 	idn := exitmon.Identity{
 		ID: id, Namespace: ns,
-		Sandbox:      a[AnnotationContainerType] == "sandbox",
-		SandboxID:    a[AnnotationSandboxID],
-		PodName:      a[AnnotationPodName],
-		PodNamespace: a[AnnotationPodNamespace],
-		PodUID:       a[AnnotationPodUID],
+		Sandbox:       a[AnnotationContainerType] == "sandbox",
+		SandboxID:     a[AnnotationSandboxID],
+		PodName:       a[AnnotationPodName],
+		PodNamespace:  a[AnnotationPodNamespace],
+		PodUID:        a[AnnotationPodUID],
+		ContainerName: a[AnnotationContainerName],
+		Image:         a[AnnotationImageName],
 	}
 	if idn.Sandbox && idn.SandboxID == "" {
 		idn.SandboxID = id

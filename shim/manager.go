@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+	"github.com/watchshim/containerd-shim-watch-v2/nodelog"
 	"github.com/watchshim/containerd-shim-watch-v2/proc"
 )
 
@@ -115,20 +116,63 @@ func (m *Manager) Stop(ctx context.Context, f flags) (exitmon.Status, error) {
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
 	}
-	if st, ok := journaledExit(bundle, f.id); ok {
-		return st, nil
+	who, st, ok := journaledExit(bundle, f.id)
+	if !ok {
+		pid, _ := proc.InitPid(bundle)
+		st = exitmon.Status{Pid: pid, Code: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}
 	}
-	pid, _ := proc.InitPid(bundle)
-	return exitmon.Status{Pid: pid, Code: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}, nil
+	who.ID = f.id
+	if who.Namespace == "" {
+		who.Namespace = f.namespace
+	}
+	recordDeleted(ctx, who, st)
+	return st, nil
 }
 
-// journaledExit returns the init exit that bundle's journal holds for the
-// task id. The journal replays only the last task created in the bundle,
-// and it stays small: the exits of deleted execs are compacted away.
-func journaledExit(bundle, id string) (exitmon.Status, bool) {
-	r, err := exitmon.ReadJournal(bundle)
-	if err != nil || r.Init == nil || r.Identity.ID != id {
-		return exitmon.Status{}, false
+// recordDeleted appends the task's deletion to the node log when the log
+// still lists the task: the shim that would have recorded it died. Without
+// it the log would list the task as alive forever. (containerd also runs
+// `shim delete` after a shim that deleted its tasks has exited.)
+func recordDeleted(ctx context.Context, who exitmon.Identity, st exitmon.Status) {
+	if !liveInLog(who) {
+		return
 	}
-	return *r.Init, true
+	w, err := nodelog.Open(nodelog.Dir(), nodelog.EnvOptions())
+	if err == nil {
+		_, err = w.Append(exitmon.DeletedRecord(who, st))
+		w.Close()
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("node log: record deletion")
+	}
+}
+
+// liveInLog reports whether the node log lists the task as not deleted.
+func liveInLog(who exitmon.Identity) bool {
+	r, err := nodelog.OpenReader(nodelog.Dir())
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	st, _, err := r.List()
+	if err != nil {
+		return true // when in doubt, a second deletion is better than none
+	}
+	_, ok := st.Get(nodelog.Key{Namespace: who.Namespace, ContainerID: who.ID})
+	return ok
+}
+
+// journaledExit returns the identity of the task id and its init exit as
+// bundle's journal holds them. The journal replays only the last task
+// created in the bundle, and it stays small: the exits of deleted execs are
+// compacted away.
+func journaledExit(bundle, id string) (exitmon.Identity, exitmon.Status, bool) {
+	r, err := exitmon.ReadJournal(bundle)
+	if err != nil || r.Identity.ID != id {
+		return exitmon.Identity{}, exitmon.Status{}, false
+	}
+	if r.Init == nil {
+		return r.Identity, exitmon.Status{}, false
+	}
+	return r.Identity, *r.Init, true
 }

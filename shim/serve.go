@@ -66,6 +66,7 @@ func serve(ctx context.Context, f flags) error {
 	if slack, ok := coarsenTimers(); ok {
 		mon.SetChildSlack(slack)
 	}
+	mon.SetNodeLog(&nodeLog{})
 	proc.ReapRuncThrough(mon)
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()

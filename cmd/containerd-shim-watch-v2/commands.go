@@ -8,6 +8,7 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/watchshim/containerd-shim-watch-v2/nodelog"
 	"github.com/watchshim/containerd-shim-watch-v2/shim"
 )
 
@@ -18,7 +19,15 @@ type command struct {
 	summary string // its line in the binary's help
 	detail  string // the rest of its own usage
 	run     func(args []string) error
+	// flags, if set, defines the command's flags before they are parsed.
+	flags func(fs *flag.FlagSet)
 }
+
+// Flags of pods and watch.
+var (
+	outputOpt string
+	sinceOpt  string
+)
 
 // commands are every subcommand; the help lists each of them.
 var commands = []*command{
@@ -33,6 +42,28 @@ var commands = []*command{
 		summary: "print the stacks of a running shim's goroutines",
 		detail:  targetHelp,
 		run:     func(args []string) error { return inspectTarget("stacks", args) },
+	},
+	{
+		name: "pods", args: "[-o json]",
+		summary: "list the node's pods, containers and execs with their true exit codes (like crictl ps -a)",
+		detail:  nodeHelp,
+		flags:   func(fs *flag.FlagSet) { outputFlag(fs, &outputOpt) },
+		run:     func(args []string) error { return pods(outputOpt, args, os.Stdout) },
+	},
+	{
+		name: "watch", args: "[--since CURSOR] [-o json]",
+		summary: "stream the node's pod lifecycle: the current state, then every change (like kubectl get -w)",
+		detail: `
+Without --since it prints the current state, a marker, then every change as
+it happens; with --since CURSOR (the "cursor" of a line of -o json) exactly
+what followed that line. A cursor older than the log keeps (one hour by
+default, $` + nodelog.RetentionEnv + `) is refused: list again.
+` + nodeHelp,
+		flags: func(fs *flag.FlagSet) {
+			outputFlag(fs, &outputOpt)
+			fs.StringVar(&sinceOpt, "since", "", "resume after this cursor")
+		},
+		run: func(args []string) error { return watch(sinceOpt, outputOpt, args, os.Stdout) },
 	},
 }
 
@@ -55,6 +86,9 @@ func lookup(name string) *command {
 func (c *command) main(args []string) int {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors and usage are printed below
+	if c.flags != nil {
+		c.flags(fs)
+	}
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):

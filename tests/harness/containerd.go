@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/watchshim/containerd-shim-watch-v2/nodelog"
 )
 
 // Options select how Start sets up containerd.
@@ -206,9 +208,14 @@ func (c *Containerd) StartAgain() error {
 // shim), whatever runtime_path says.
 func (c *Containerd) PathDir() string { return filepath.Join(c.Dir, "bin") }
 
-// env returns containerd's environment: PATH starts with PathDir.
+// env returns containerd's environment: PATH starts with PathDir; the
+// watch shims write the node lifecycle log in c.Dir unless the test chose
+// a directory ($WATCH_NODE_LOG_DIR).
 func (c *Containerd) env() []string {
 	env := []string{"PATH=" + c.PathDir() + ":" + os.Getenv("PATH")}
+	if os.Getenv(NodeLogDirEnv) == "" {
+		env = append(env, NodeLogDirEnv+"="+c.NodeLogDir())
+	}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PATH=") {
 			env = append(env, kv)
@@ -308,3 +315,16 @@ func (c *Containerd) LogTail(n int) string {
 
 // maxLogLine caps the log lines LogTail returns (specs are logged whole).
 const maxLogLine = 400
+
+// NodeLogDirEnv names the node lifecycle log's directory for the watch
+// shims (nodelog.DirEnv).
+const NodeLogDirEnv = nodelog.DirEnv
+
+// NodeLogDir is where the watch shims of c write the node lifecycle log,
+// unless $WATCH_NODE_LOG_DIR says otherwise.
+func (c *Containerd) NodeLogDir() string {
+	if d := os.Getenv(NodeLogDirEnv); d != "" {
+		return d
+	}
+	return filepath.Join(c.Dir, "nodelog")
+}

@@ -1,0 +1,199 @@
+package nodelog
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultDir is where a node's log lives.
+const DefaultDir = "/run/containerd-shim-watch-v2/log"
+
+// DirEnv, when set, names the log directory instead of DefaultDir (tests).
+const DirEnv = "WATCH_NODE_LOG_DIR"
+
+// Dir returns the log directory: $WATCH_NODE_LOG_DIR, else DefaultDir.
+func Dir() string {
+	if d := os.Getenv(DirEnv); d != "" {
+		return d
+	}
+	return DefaultDir
+}
+
+// Defaults of Options.
+const (
+	DefaultSegmentSize = 4 << 20
+	DefaultRetention   = time.Hour
+)
+
+// Options tune a Writer. Zero fields take the defaults.
+type Options struct {
+	// SegmentSize is the size past which a new segment is started.
+	SegmentSize int64
+	// Retention is how long a segment is kept after its successor was
+	// started: a cursor stays valid for at least this long after the
+	// records following it were written.
+	Retention time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	return o
+}
+
+// Writer appends records to a node's log. Any number of writers, in any
+// number of processes, may append to the same log at once. A Writer is safe
+// for concurrent use.
+type Writer struct {
+	dir  string
+	opts Options
+	h    *head
+
+	// mu makes the appends and rotations of this process take the lock
+	// one at a time: flock does not exclude holders of the same file.
+	mu     sync.Mutex
+	seg    *os.File // the current segment, as last seen
+	segNum uint64
+	buf    []byte
+
+	rotating     atomic.Bool
+	rotateErrors atomic.Uint64
+	rotated      chan struct{} // test hook: a rotation ended
+}
+
+// Open opens the log in dir for appending, creating the directory (0700)
+// and the log if needed.
+func Open(dir string, opts Options) (*Writer, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	h, err := mapHead(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{dir: dir, opts: opts.withDefaults(), h: h}, nil
+}
+
+// LogID returns the id of the log.
+func (w *Writer) LogID() string { return w.h.logID() }
+
+// Append writes r as the log's next record and returns its revision (also
+// set in r.Rev). When it returns nil the record is in the log, readable by
+// every reader; when it returns an error, the log holds no part of it.
+func (w *Writer) Append(r *Record) (uint64, error) {
+	if r.Time.IsZero() {
+		r.Time = time.Now().UTC()
+	}
+	body, err := encodeBody(r)
+	if err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.h.lock(); err != nil {
+		return 0, fmt.Errorf("lock log: %w", err)
+	}
+	p, err := w.appendLocked(body)
+	w.h.unlock()
+	if err != nil {
+		return 0, err
+	}
+	r.Rev = p.next - 1
+	if int64(p.size-p.base) >= w.opts.SegmentSize && w.rotating.CompareAndSwap(false, true) {
+		go w.rotate()
+	}
+	return r.Rev, nil
+}
+
+// appendLocked writes one record under the lock: it first repairs what a
+// writer that died mid-write left, then writes the record at the committed
+// end and commits it. It returns the new position.
+func (w *Writer) appendLocked(body []byte) (position, error) {
+	p := w.h.readLocked()
+	if err := w.current(p.seg); err != nil {
+		return p, err
+	}
+	if w.h.load(offWriting) != 0 {
+		if err := w.seg.Truncate(int64(p.size)); err != nil {
+			return p, fmt.Errorf("repair log segment: %w", err)
+		}
+		w.h.store(offWriting, 0)
+	}
+	w.buf = withRev(w.buf[:0], p.next, body)
+	w.h.store(offWriting, 1)
+	n, err := writeAt(w.seg, w.buf, int64(p.size))
+	if err == nil && n < len(w.buf) {
+		err = fmt.Errorf("short write")
+	}
+	if err != nil {
+		if w.seg.Truncate(int64(p.size)) == nil {
+			w.h.store(offWriting, 0)
+		}
+		return p, fmt.Errorf("write log: %w", err)
+	}
+	p.next++
+	p.size += uint64(n)
+	w.h.set(p)
+	w.h.store(offWriting, 0)
+	return p, nil
+}
+
+// writeAt is the write that tests make fail.
+var writeAt = (*os.File).WriteAt
+
+// current makes w.seg the segment seg (the head's current one).
+func (w *Writer) current(seg uint64) error {
+	if w.seg != nil && w.segNum == seg {
+		return nil
+	}
+	f, err := openSegment(w.dir, seg)
+	if err != nil {
+		return err
+	}
+	if w.seg != nil {
+		w.seg.Close()
+	}
+	w.seg, w.segNum = f, seg
+	return nil
+}
+
+// Close releases the log's files. A rotation in progress ends first.
+func (w *Writer) Close() error {
+	for w.rotating.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seg != nil {
+		w.seg.Close()
+	}
+	return w.h.close()
+}
+
+// Environment variables that configure the shims' log (containerd's
+// environment is theirs): a size in bytes and a Go duration.
+const (
+	SegmentSizeEnv = "WATCH_NODE_LOG_SEGMENT_SIZE"
+	RetentionEnv   = "WATCH_NODE_LOG_RETENTION"
+)
+
+// EnvOptions returns the Options set by SegmentSizeEnv and RetentionEnv;
+// an unset or invalid value leaves the default.
+func EnvOptions() Options {
+	var o Options
+	if n, err := strconv.ParseInt(os.Getenv(SegmentSizeEnv), 10, 64); err == nil {
+		o.SegmentSize = n
+	}
+	if d, err := time.ParseDuration(os.Getenv(RetentionEnv)); err == nil {
+		o.Retention = d
+	}
+	return o.withDefaults()
+}

@@ -1,0 +1,342 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/watchshim/containerd-shim-watch-v2/nodelog"
+	"github.com/watchshim/containerd-shim-watch-v2/tests/harness"
+	"github.com/watchshim/containerd-shim-watch-v2/watchapi"
+)
+
+// lifecycle is what the test did to one container, as the creator saw it.
+type lifecycle struct {
+	pod, id  string
+	code     int       // its init's exit code
+	creating time.Time // when crictl create was run
+	removing time.Time // when crictl rm was run
+	execCode int       // its exec's exit code
+}
+
+// seen is what the consumer learned of one container through the public
+// client only.
+type seen struct {
+	listed, created int      // times in the initial state, created records
+	events          []string // events in revision order (stream only)
+	exit, execExit  int
+	revs            []uint64
+	rec             watchapi.Record // its started record
+}
+
+// TestNodeLogListThenWatch (issue 18, must-show 1, scaled to this machine):
+// pods, each with a container and an exec, are created and deleted while a
+// consumer that uses only watchapi starts in the middle with
+// List-then-Watch in one call (WithInitialState). Every container alive at
+// or after the consumer's start appears exactly once (in the initial state
+// or as a created record), every transition after that in order, with the
+// true exit codes of the container and of its exec, the pod's identity and
+// the process's namespaces.
+func TestNodeLogListThenWatch(t *testing.T) {
+	harness.SkipWithoutWatchShim(t)
+	// containerd passes its environment to the shims: a private log.
+	t.Setenv(nodelog.DirEnv, filepath.Join(t.TempDir(), "nodelog"))
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		const pods, workers = 16, 2
+		var mu sync.Mutex
+		var done []lifecycle
+		var wg sync.WaitGroup
+		// A pod alive for the whole test: the consumer must list it.
+		resident := make(chan struct{})
+		residentDone := make(chan lifecycle, 1)
+		go func() {
+			l, err := podLifecycleWait(c, pods, resident)
+			if err != nil {
+				t.Error(err)
+			}
+			residentDone <- l
+		}()
+		next := make(chan int, pods)
+		for i := range pods {
+			next <- i
+		}
+		close(next)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					l, err := podLifecycle(c, i)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					done = append(done, l)
+					mu.Unlock()
+				}
+			}()
+		}
+		// The consumer starts once a few pods have come and gone.
+		for {
+			mu.Lock()
+			n := len(done)
+			mu.Unlock()
+			if n >= 3 || t.Failed() {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		got := map[string]*seen{}
+		consumed := make(chan error, 1)
+		var listed time.Time // after the consumer's List
+		go func() { consumed <- consume(ctx, got, &mu, &listed) }()
+		wg.Wait()
+		close(resident)
+		done = append(done, <-residentDone)
+		// Every container deleted: wait for the consumer to see the last deletions.
+		deadline := time.Now().Add(30 * time.Second)
+		for !allDeleted(done, got, &mu) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		cancel()
+		if err := <-consumed; err != nil && ctx.Err() == nil {
+			t.Fatalf("consumer: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		checkSeen(t, done, got, listed)
+	})
+}
+
+// podLifecycle runs pod i: a container that exits with its own code when
+// stopped, an exec in it exiting 4, then removes both.
+func podLifecycle(c *harness.Containerd, i int) (lifecycle, error) {
+	return podLifecycleWait(c, i, nil)
+}
+
+// podLifecycleWait is podLifecycle that waits, once its container runs,
+// until hold is closed (nil: does not wait).
+func podLifecycleWait(c *harness.Containerd, i int, hold <-chan struct{}) (lifecycle, error) {
+	pod := harness.Pod{Name: fmt.Sprintf("nl-%d", i)}
+	l := lifecycle{pod: pod.Name, code: 10 + i, execCode: 4}
+	podID, err := c.RunPod(pod, "watch")
+	if err != nil {
+		return l, err
+	}
+	ct := harness.Container{Name: "app", Command: harness.Sh(fmt.Sprintf("trap 'exit %d' TERM; while :; do sleep 0.1; done", l.code))}
+	l.creating = time.Now()
+	if l.id, err = c.CreateContainer(podID, pod, ct); err != nil {
+		return l, err
+	}
+	steps := [][]string{
+		{"start", l.id},
+		{"exec", l.id, "sh", "-c", "exit 4"},
+		{"stop", "--timeout", "10", l.id},
+		{"rm", l.id},
+		{"stopp", podID},
+		{"rmp", podID},
+	}
+	for _, s := range steps {
+		if s[0] == "rm" {
+			l.removing = time.Now()
+		}
+		if s[0] == "stop" && hold != nil {
+			<-hold
+		}
+		if _, err := c.Crictl(s...); err != nil && s[0] != "exec" {
+			return l, fmt.Errorf("pod %d: crictl %v: %w", i, s, err)
+		}
+	}
+	return l, nil
+}
+
+// consume lists and watches with the public client until ctx ends.
+func consume(ctx context.Context, got map[string]*seen, mu *sync.Mutex, listed *time.Time) error {
+	var c *watchapi.Client
+	for {
+		var err error
+		if c, err = watchapi.Open(""); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer c.Close()
+	for ev, err := range c.Watch(ctx, "", watchapi.WithInitialState()) {
+		if err != nil {
+			return err
+		}
+		r := ev.Record
+		mu.Lock()
+		if listed.IsZero() {
+			*listed = time.Now()
+		}
+		if ev.InitialStateDone || r.Kind == nodelog.KindSandbox {
+			mu.Unlock()
+			continue
+		}
+		s := got[r.ContainerID]
+		if s == nil {
+			s = &seen{exit: -1, execExit: -1}
+			got[r.ContainerID] = s
+		}
+		switch {
+		case ev.Initial:
+			s.listed++
+		case r.Kind == nodelog.KindExec:
+			if r.Event == nodelog.EventExited {
+				s.execExit = int(*r.ExitStatus)
+			}
+		default:
+			s.events = append(s.events, r.Event)
+			s.revs = append(s.revs, r.Rev)
+			if r.Event == nodelog.EventCreated {
+				s.created++
+			}
+			if r.Event == nodelog.EventStarted {
+				s.rec = r
+			}
+			if r.Event == nodelog.EventExited {
+				s.exit = int(*r.ExitStatus)
+			}
+		}
+		mu.Unlock()
+	}
+	return nil
+}
+
+func allDeleted(done []lifecycle, got map[string]*seen, mu *sync.Mutex) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range done {
+		s := got[l.id]
+		if s != nil && (len(s.events) == 0 || s.events[len(s.events)-1] != nodelog.EventDeleted) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSeen checks what the consumer saw against what the creator did. A
+// container whose removal began after the consumer's List must appear; one
+// whose creation began after it must appear as created in the stream; one
+// removed before may be absent; none may appear twice.
+func checkSeen(t *testing.T, done []lifecycle, got map[string]*seen, listed time.Time) {
+	t.Helper()
+	want := []string{"created", "started", "exited", "deleted"}
+	inStream, inList := 0, 0
+	for _, l := range done {
+		s := got[l.id]
+		if s == nil {
+			if l.removing.After(listed) {
+				t.Errorf("%s (%s): removed after the consumer listed, never seen", l.pod, l.id)
+			}
+			continue
+		}
+		if l.creating.After(listed) && s.created != 1 {
+			t.Errorf("%s: created after the consumer listed, %d created records", l.pod, s.created)
+		}
+		if s.listed+s.created != 1 {
+			t.Errorf("%s: listed %d times and created %d times, want once in all", l.pod, s.listed, s.created)
+		}
+		inList += s.listed
+		if s.created == 1 {
+			inStream++
+			if fmt.Sprint(s.events) != fmt.Sprint(want) {
+				t.Errorf("%s: events %v, want %v", l.pod, s.events, want)
+			}
+			r := s.rec
+			if r.PodName != l.pod || r.PodNamespace != "default" || r.PodUID == "" || r.ContainerName != "app" || r.Image == "" || r.PidNS == 0 || r.MntNS == 0 || r.Pid == 0 || r.SandboxID == "" {
+				t.Errorf("%s: started record lacks identity or namespaces: %+v", l.pod, r)
+			}
+		}
+		if s.exit != -1 && s.exit != l.code {
+			t.Errorf("%s: exit status %d, want %d", l.pod, s.exit, l.code)
+		}
+		if s.execExit != -1 && s.execExit != l.execCode {
+			t.Errorf("%s: exec exit status %d, want %d", l.pod, s.execExit, l.execCode)
+		}
+		if s.listed == 1 && fmt.Sprint(s.events) != "[exited deleted]" {
+			t.Errorf("%s: listed, then events %v, want [exited deleted]", l.pod, s.events)
+		}
+		if s.created == 1 && (s.exit == -1 || s.execExit == -1) {
+			t.Errorf("%s: the stream missed an exit: container %d exec %d", l.pod, s.exit, s.execExit)
+		}
+	}
+	t.Logf("%d lifecycles; the consumer saw %d containers: %d listed, %d from creation", len(done), len(got), inList, inStream)
+	if inStream == 0 || inList == 0 {
+		t.Errorf("the consumer must both list and see created containers, or the test proves nothing")
+	}
+}
+
+// TestNodeLogShimKilled: a task exits 7 and is not deleted; its shim is
+// SIGKILLed; containerd cleans up with `shim delete`. The node log, read
+// with the public client, holds the task's whole life once: created,
+// started, exited 7 (from the shim), deleted 7 (from `shim delete`, since
+// the dead shim could not), and List no longer lists it.
+func TestNodeLogShimKilled(t *testing.T) {
+	harness.SkipWithoutWatchShim(t)
+	forEachVersion(t, func(t *testing.T, c *harness.Containerd) {
+		events := subscribe(t, c)
+		s := newScenario(t, c, runtime{Handler: "watch", Type: harness.WatchRuntime})
+		s.run("seven", "sh", "-c", "exit 7")
+		waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
+		pids := c.ShimPids("watch")
+		if len(pids) != 1 {
+			t.Fatalf("shims %v, want one", pids)
+		}
+		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/exit" && e.ContainerID == "seven" })
+		cl, err := watchapi.Open(c.NodeLogDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		st, err := cl.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st.Items {
+			if r.ContainerID == "seven" {
+				t.Fatalf("the log lists seven after shim delete: %+v", r)
+			}
+		}
+		logID, _, _ := strings.Cut(st.Cursor, ".")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var got []string
+		for ev, err := range cl.Watch(ctx, logID+".0") {
+			if err != nil {
+				t.Fatalf("watch from the start: %v (got %v)", err, got)
+			}
+			if r := ev.Record; r.ContainerID == "seven" {
+				e := r.Event
+				if r.ExitStatus != nil {
+					e += fmt.Sprint(":", *r.ExitStatus)
+				}
+				got = append(got, e)
+			}
+			if ev.Cursor == st.Cursor {
+				break
+			}
+		}
+		if fmt.Sprint(got) != "[created started exited:7 deleted:7]" {
+			t.Fatalf("the log of seven: %v, want [created started exited:7 deleted:7]", got)
+		}
+		c.Ctr("containers", "delete", "seven")
+	})
+}
