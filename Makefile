@@ -10,7 +10,7 @@ WATCH_CONTAINERD_VERSIONS ?= 2.2 2.3 2.4
 export WATCH_CONTAINERD_VERSIONS
 
 .DEFAULT_GOAL := build
-.PHONY: help build installer installer-image deps unit e2e test demo install lint critest critest-crun bench fuzz cluster cluster-down
+.PHONY: help build installer installer-image deps unit e2e test demo install lint critest critest-crun bench bench-k8s fuzz cluster cluster-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,12 @@ critest-crun: deps build ## Run critest as `critest` does, with Debian's crun (c
 bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BENCH_REPS=5, ~30 min); writes bench-results/latest/
 	@[ "$$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
 	cd tests/bench && WATCH_REPO_ROOT=$(CURDIR) go test -tags 'bench e2e' -count=1 -timeout 90m -v -run '^TestBench$$' .
+
+# bench-k8s needs the Kubernetes components, which deps does not build.
+bench-k8s: build ## As root: on a private cluster, RuntimeClass watch vs runc: scale 0→20 Ready, shims' PSS, shim CPU per exec probe (~15 min)
+	@[ "$$(id -u)" = 0 ] || { echo "bench-k8s: needs root"; exit 1; }
+	scripts/install-deps.sh k8s
+	cd tests/bench && WATCH_REPO_ROOT=$(CURDIR) go test -tags 'bench e2e' -count=1 -timeout 60m -v -run '^TestBenchKubernetes$$' .
 
 # The demo builds only what it needs (containerd 2.4 and its stock shim,
 # runc, crictl, the two images), not deps' full set.

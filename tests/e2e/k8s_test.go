@@ -14,12 +14,7 @@ import (
 )
 
 // runtimeClassWatch is the RuntimeClass the README documents.
-const runtimeClassWatch = `apiVersion: node.k8s.io/v1
-kind: RuntimeClass
-metadata:
-  name: watch
-handler: watch
-`
+const runtimeClassWatch = harness.RuntimeClassWatch
 
 // exitPod is a pod whose one container prints a line and exits 3, never
 // restarted; runtimeClass "" means the node's default handler (runc).
