@@ -32,6 +32,9 @@ func segments(dir string) ([]uint64, error) {
 	var firsts []uint64
 	for _, e := range ents {
 		n, ok := strings.CutPrefix(e.Name(), segPrefix)
+		if !ok {
+			continue
+		}
 		if n, ok = strings.CutSuffix(n, segSuffix); !ok {
 			continue
 		}
