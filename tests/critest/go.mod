@@ -4,6 +4,8 @@ go 1.26.8
 
 require github.com/watchshim/containerd-shim-watch-v2 v0.0.0
 
+require github.com/containerd/errdefs v1.0.0 // indirect
+
 require (
 	github.com/containerd/containerd/api v1.10.0 // indirect
 	github.com/containerd/log v0.2.0 // indirect
