@@ -1,12 +1,13 @@
 // Package exitmon is the shim's exit monitor: it reaps every child and
 // orphan of the shim, matches exits to the processes the shim tracks (even
-// exits that happen before the caller learned the pid), journals every exit
-// before anyone is told, releases Wait callers and feeds an ordered,
+// exits that happen before the caller learned the pid), writes every exit to
+// the node log (nodelog, the shim's exit journal) before anyone is told,
+// releases Wait callers and feeds an ordered,
 // never-evicting event outbox.
 //
 // Names: Monitor is the one reaper per shim. A Domain is one container's
-// exit domain (a task, in containerd's words): its journal, its event
-// queue and the order of its events (Create < Start < Exit < Delete, every
+// exit domain (a task, in containerd's words): its records in the node log,
+// its event queue and the order of its events (Create < Start < Exit < Delete, every
 // exec's exit before the init's, nothing after Delete). An Exit is the exit
 // side of one process of a Domain; Status is how a process ended.
 //

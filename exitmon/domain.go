@@ -21,17 +21,18 @@ type (
 	OOMEvent struct{ ContainerID string }
 )
 
-// Domain is one container's exit domain (one task of containerd's API): its init, its execs, its journal and
-// its ordered event queue. It enforces the event order Create < Start <
-// Exit < Delete, every exec's exit before the init's, and nothing after
-// Delete. Exec exits queued next to each other are the only events whose
-// relative order is not kept. It is safe for concurrent use.
+// Domain is one container's exit domain (one task of containerd's API): its
+// init, its execs and its ordered event queue; its transitions, exits
+// included, go to the node log (see recordLocked and recordExitLocked).
+// It enforces the event order Create < Start < Exit < Delete, every exec's
+// exit before the init's, and nothing after Delete. Exec exits queued next
+// to each other are the only events whose relative order is not kept. It is
+// safe for concurrent use.
 type Domain struct {
-	id      string
-	who     Identity
-	mon     *Monitor
-	journal *journal
-	q       *queue
+	id  string
+	who Identity
+	mon *Monitor
+	q   *queue
 
 	mu         sync.Mutex
 	init       *Exit
@@ -42,13 +43,9 @@ type Domain struct {
 	deleted    bool
 }
 
-// NewDomain opens the task's journal in bundle and its event queue.
+// NewDomain opens the task's event queue, which spills to bundle.
 func (m *Monitor) NewDomain(bundle string, id Identity) (*Domain, error) {
-	j, err := createJournal(bundle, id)
-	if err != nil {
-		return nil, err
-	}
-	t := &Domain{id: id.ID, who: id, mon: m, journal: j, q: m.outbox.newQueue(filepath.Join(bundle, spillName)), execs: map[string]*Exit{}}
+	t := &Domain{id: id.ID, who: id, mon: m, q: m.outbox.newQueue(filepath.Join(bundle, spillName)), execs: map[string]*Exit{}}
 	t.init = &Exit{domain: t, done: make(chan struct{})}
 	return t, nil
 }
@@ -80,6 +77,13 @@ func (t *Domain) publishForLocked(p *Exit, topic string, ev any) {
 	}
 }
 
+// queueLocked queues an event already recorded in the node log.
+func (t *Domain) queueLocked(topic string, ev any) {
+	if !t.deleted {
+		t.q.push(topic, ev)
+	}
+}
+
 // Init returns the task's init process.
 func (t *Domain) Init() *Exit { return t.init }
 
@@ -95,14 +99,11 @@ func (t *Domain) AddExec(execID string) (*Exit, error) {
 	return p, nil
 }
 
-// RemoveExec forgets an exec (after its Delete), in the journal too.
+// RemoveExec forgets an exec (after its Delete), in the node log too.
 func (t *Domain) RemoveExec(execID string) {
 	t.mu.Lock()
 	delete(t.execs, execID)
 	t.mu.Unlock()
-	if err := t.journal.Remove(execID); err != nil {
-		logger(context.Background()).WithError(err).WithField("id", t.id).Warn("journal exec removal")
-	}
 	t.recordExecDeleted(execID)
 }
 
@@ -115,20 +116,20 @@ func (t *Domain) Delete(topic string, ev any) <-chan struct{} {
 	t.publishLocked(topic, ev)
 	t.deleted = true
 	t.q.close()
-	t.journal.Close()
 	return t.q.drained
 }
 
-// Abandon closes a task that was never created: no event, no journal.
+// Abandon closes a task that was never created: no event, no record.
 func (t *Domain) Abandon() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.deleted = true
 	t.q.close()
-	t.journal.Close()
 }
 
-// onExit handles a reaped exit of p: journal first, then ordering.
+// onExit handles a reaped exit of p: the node log first (the exit's one
+// write, which is also what `shim delete` reads after a crash), then the
+// ordering of its events.
 func (t *Domain) onExit(p *Exit, st Status) {
 	if p.execID == "" {
 		t.mu.Lock()
@@ -145,12 +146,10 @@ func (t *Domain) onExit(p *Exit, st Status) {
 		"id": t.id, "exec_id": p.execID, "pid": st.Pid, "status": st.Code, "oom": st.OOM,
 		"sandbox": t.who.Sandbox, "pod": t.who.PodNamespace + "/" + t.who.PodName,
 	}).Debug("exit")
-	if err := t.journal.Exit(p.execID, st); err != nil {
-		logger(context.Background()).WithError(err).WithField("id", t.id).Error("journal exit")
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p.reaped = &st
+	t.recordExitLocked(p, st)
 	if p.execID == "" && t.runningExecsLocked() > 0 {
 		t.heldInit = &st
 		return
@@ -166,13 +165,12 @@ func (t *Domain) finishLocked(p *Exit) {
 	st := *p.reaped
 	p.exit = &st
 	if p.execID == "" && st.OOM {
-		t.publishLocked(TopicOOM, OOMEvent{ContainerID: t.id})
+		t.queueLocked(TopicOOM, OOMEvent{ContainerID: t.id})
 	}
 	ev := ExitEvent{ContainerID: t.id, ExecID: p.execID, Status: st}
 	if p.execID == "" {
-		t.publishForLocked(p, TopicExit, ev)
+		t.queueLocked(TopicExit, ev)
 	} else if !t.deleted {
-		t.recordLocked(TopicExit, ev, p)
 		// An exec's exit follows its start (already queued) and precedes
 		// the init's exit (queued later); among other execs' exits it has
 		// no order, so a burst of them is sent concurrently.
@@ -214,12 +212,15 @@ type Exit struct {
 	pid      int
 	tracked  bool
 	starting bool
-	reaped   *Status // reaped and journaled
+	reaped   *Status // reaped and recorded in the node log
 	exit     *Status // reported: waiters released, TaskExit queued
 	neverRan *Status // never ran: waiters released, no event
 	pidNS    uint64  // namespaces of the process, read when it was watched
 	mntNS    uint64
-	done     chan struct{}
+	// startLogged: the start is in the node log already, written with an
+	// exit reaped while the Start was being answered.
+	startLogged bool
+	done        chan struct{}
 }
 
 // neverRanCode is the exit status Wait reports for a process that never
@@ -253,7 +254,11 @@ func (p *Exit) Started(topic string, ev any) {
 	t := p.domain
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.publishForLocked(p, topic, ev)
+	if p.startLogged {
+		t.queueLocked(topic, ev)
+	} else {
+		t.publishForLocked(p, topic, ev)
+	}
 	p.endStartLocked()
 }
 
@@ -270,7 +275,7 @@ func (p *Exit) StartFailed() {
 // Abandon releases the waiters of a process that never ran (its Start
 // failed, or it is deleted before starting) with neverRanCode. It does
 // nothing for a process that was watched: its waiters get its real exit.
-// No event is published and nothing is journaled: there was no exit.
+// No event is published and nothing is recorded: there was no exit.
 func (p *Exit) Abandon() {
 	p.domain.mu.Lock()
 	defer p.domain.mu.Unlock()

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/watchshim/containerd-shim-watch-v2/nodelog"
 )
 
 const (
@@ -19,16 +22,47 @@ const (
 	topicDelete = "/tasks/delete"
 )
 
+// newTestTask returns a monitor whose node log is in a temporary
+// directory (returned last) and a task of it.
 func newTestTask(t *testing.T, id string) (*Monitor, *Domain, *recorder, string) {
 	t.Helper()
 	rec := newRecorder()
 	m := New(rec)
-	bundle := t.TempDir()
-	tk, err := m.NewDomain(bundle, Identity{ID: id, Sandbox: true})
+	logDir := filepath.Join(t.TempDir(), "log")
+	w, err := nodelog.Open(logDir, nodelog.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, tk, rec, bundle
+	t.Cleanup(func() { w.Close() })
+	m.SetNodeLog(w)
+	tk, err := m.NewDomain(t.TempDir(), Identity{ID: id, Namespace: "default", Sandbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, tk, rec, logDir
+}
+
+// loggedState returns what the node log in dir lists as alive.
+func loggedState(t *testing.T, dir string) *nodelog.State {
+	t.Helper()
+	r, err := nodelog.OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	st, _, err := r.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// loggedExit returns the exit the node log in dir holds for exec execID
+// ("": the init) of task c1.
+func loggedExit(t *testing.T, dir, execID string) (nodelog.Record, bool) {
+	t.Helper()
+	rec, ok := loggedState(t, dir).Get(nodelog.Key{Namespace: "default", ContainerID: "c1", ExecID: execID})
+	return rec, ok && rec.ExitStatus != nil
 }
 
 // watch ties p to a fake pid, as a Start would.
@@ -313,11 +347,11 @@ func TestNothingAfterDelete(t *testing.T) {
 }
 
 // TestOOMBeforeInitExit: when the OOM check says so, TaskOOM precedes the
-// init's TaskExit and the exit is marked OOM, in the journal too.
+// init's TaskExit and the exit is marked OOM, in the node log too.
 func TestOOMBeforeInitExit(t *testing.T) {
 	for _, oom := range []bool{true, false} {
 		t.Run(fmt.Sprint("oom=", oom), func(t *testing.T) {
-			m, tk, rec, bundle := newTestTask(t, "c1")
+			m, tk, rec, logDir := newTestTask(t, "c1")
 			pid := fakePid(60)
 			checked, hooked := 0, 0
 			tk.SetOOMCheck(func() bool { checked++; return oom })
@@ -345,21 +379,17 @@ func TestOOMBeforeInitExit(t *testing.T) {
 			if x := ev[len(ev)-1].ev.(ExitEvent); x.OOM != oom || x.ContainerID != "c1" || x.Pid != pid {
 				t.Fatalf("exit event %+v", x)
 			}
-			r, err := ReadJournal(bundle)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Init == nil || r.Init.OOM != oom || r.Init.Code != 137 {
-				t.Fatalf("journal init exit %+v", r.Init)
+			if r, ok := loggedExit(t, logDir, ""); !ok || r.OOM != oom || *r.ExitStatus != 137 || r.Signal != 9 {
+				t.Fatalf("logged init exit %+v", r)
 			}
 		})
 	}
 }
 
-// TestExitJournaledBeforeReported: by the time a waiter is released the
-// exit is in the journal.
-func TestExitJournaledBeforeReported(t *testing.T) {
-	m, tk, _, bundle := newTestTask(t, "c1")
+// TestExitLoggedBeforeReported: by the time a waiter is released the
+// exit is in the node log, with the task's identity.
+func TestExitLoggedBeforeReported(t *testing.T) {
+	m, tk, _, logDir := newTestTask(t, "c1")
 	pid := fakePid(70)
 	e, _ := tk.AddExec("e1")
 	watch(m, e, pid)
@@ -367,15 +397,12 @@ func TestExitJournaledBeforeReported(t *testing.T) {
 	if _, err := e.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := ReadJournal(bundle)
-	if err != nil {
-		t.Fatal(err)
+	r, ok := loggedExit(t, logDir, "e1")
+	if !ok || *r.ExitStatus != 12 || r.Pid != pid {
+		t.Fatalf("logged exec exit %+v", r)
 	}
-	if st, ok := r.execs["e1"]; !ok || st.Code != 12 || st.Pid != pid {
-		t.Fatalf("journal execs %+v", r.execs)
-	}
-	if r.Identity.ID != "c1" || !r.Identity.Sandbox {
-		t.Fatalf("journal identity %+v", r.Identity)
+	if r.ContainerID != "c1" || r.Kind != nodelog.KindExec || r.Namespace != "default" {
+		t.Fatalf("logged identity %+v", r)
 	}
 }
 
@@ -401,10 +428,10 @@ func TestAbandonPublishesNothing(t *testing.T) {
 	}
 }
 
-// TestRemoveExecLeavesJournal: once an exec is deleted its exit no longer
-// replays; the init's exit and undeleted execs' exits still do.
-func TestRemoveExecLeavesJournal(t *testing.T) {
-	m, tk, _, bundle := newTestTask(t, "c1")
+// TestRemoveExecLeavesLog: once an exec is deleted the log no longer lists
+// it; the init's exit and undeleted execs' exits it still does.
+func TestRemoveExecLeavesLog(t *testing.T) {
+	m, tk, _, logDir := newTestTask(t, "c1")
 	for i, id := range []string{"gone", "kept"} {
 		e, _ := tk.AddExec(id)
 		pid := fakePid(80 + i)
@@ -416,14 +443,13 @@ func TestRemoveExecLeavesJournal(t *testing.T) {
 	pid := fakePid(90)
 	watch(m, tk.Init(), pid)
 	m.inject(pid, 0)
-	r, err := ReadJournal(bundle)
-	if err != nil {
-		t.Fatal(err)
+	if r, ok := loggedExit(t, logDir, "gone"); ok {
+		t.Fatalf("deleted exec still listed: %+v", r)
 	}
-	if _, ok := r.execs["gone"]; ok || len(r.execs) != 1 || r.execs["kept"].Code != 6 {
-		t.Fatalf("journal execs %+v, want only kept", r.execs)
+	if r, ok := loggedExit(t, logDir, "kept"); !ok || *r.ExitStatus != 6 {
+		t.Fatalf("logged exec kept %+v", r)
 	}
-	if r.Init == nil || r.Init.Pid != pid {
-		t.Fatalf("journal init %+v", r.Init)
+	if r, ok := loggedExit(t, logDir, ""); !ok || r.Pid != pid {
+		t.Fatalf("logged init %+v", r)
 	}
 }

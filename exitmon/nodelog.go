@@ -12,11 +12,16 @@ import (
 
 // NodeLog is the node lifecycle log (nodelog.Writer). A domain appends each
 // transition of its task to it before the transition's event is queued for
-// containerd and before any Wait learns of it, so the log's order is the
-// order of the task's events. An append that fails is counted and
-// otherwise ignored: the event still goes to containerd.
+// containerd and before any Wait learns of it. It is also the shim's exit
+// journal: an exit is appended once, as it is reaped, and `shim delete`
+// reads it from there after the shim died. An append that fails is counted
+// and otherwise ignored: the event still goes to containerd.
+//
+// The log's order is the order of the task's events but for one case:
+// an init that exits while execs still run is recorded when it is reaped,
+// before the execs' exits, while containerd is told of it after them.
 type NodeLog interface {
-	Append(*nodelog.Record) (uint64, error)
+	Append(...*nodelog.Record) (uint64, error)
 }
 
 // SetNodeLog makes every domain of m record its transitions to l. Call it
@@ -82,6 +87,45 @@ func (t *Domain) recordLocked(topic string, ev any, p *Exit) {
 	t.mon.appendLog(r)
 }
 
+// recordExitLocked appends the exit st of p, as it is reaped: the exit's
+// one write. When p's Start is still being answered, the start goes first
+// in the same write (its event is queued later, with the Start's answer),
+// so that the log never holds an exit before its start. An init's OOM goes
+// just before its exit, as its event does. Nothing is recorded after the
+// task's deletion.
+func (t *Domain) recordExitLocked(p *Exit, st Status) {
+	if t.mon.nodeLog == nil || t.deleted {
+		return
+	}
+	recs := make([]*nodelog.Record, 0, 3)
+	if p.starting && !p.startLogged {
+		event := nodelog.EventStarted
+		if p.execID != "" {
+			event = nodelog.EventExecStarted
+		}
+		r := t.processRecord(event, p)
+		r.Pid = p.pid
+		recs = append(recs, r)
+		p.startLogged = true
+	}
+	if p.execID == "" && st.OOM {
+		recs = append(recs, t.processRecord(nodelog.EventOOM, p))
+	}
+	r := t.processRecord(nodelog.EventExited, p)
+	setExit(r, st)
+	t.mon.appendLog(append(recs, r)...)
+}
+
+// processRecord is a record of p's with its namespaces.
+func (t *Domain) processRecord(event string, p *Exit) *nodelog.Record {
+	r := t.baseRecord(event)
+	if p.execID != "" {
+		r.Kind, r.ExecID = nodelog.KindExec, p.execID
+	}
+	r.PidNS, r.MntNS = p.pidNS, p.mntNS
+	return r
+}
+
 // recordExecDeleted appends the deletion of an exec (containerd has no
 // event for it) to the node log.
 func (t *Domain) recordExecDeleted(execID string) {
@@ -102,6 +146,23 @@ func DeletedRecord(who Identity, st Status) *nodelog.Record {
 	r := recordOf(who, nodelog.EventDeleted)
 	setExit(r, st)
 	return r
+}
+
+// Logged is what the node log holds of a task, as `shim delete` reads it.
+// Its identity and, when its init's exit was recorded, that exit.
+func Logged(r nodelog.Record) (Identity, *Status) {
+	who := Identity{
+		ID: r.ContainerID, Namespace: r.Namespace, Sandbox: r.Kind == nodelog.KindSandbox, SandboxID: r.SandboxID,
+		PodName: r.PodName, PodNamespace: r.PodNamespace, PodUID: r.PodUID, ContainerName: r.ContainerName, Image: r.Image,
+	}
+	if r.ExitStatus == nil {
+		return who, nil
+	}
+	st := &Status{Pid: r.Pid, Code: int(*r.ExitStatus), OOM: r.OOM}
+	if r.ExitedAt != nil {
+		st.ExitedAt = *r.ExitedAt
+	}
+	return who, st
 }
 
 func recordOf(w Identity, event string) *nodelog.Record {
@@ -126,14 +187,15 @@ func setExit(r *nodelog.Record, st Status) {
 	}
 }
 
-func (m *Monitor) appendLog(r *nodelog.Record) {
-	if _, err := m.nodeLog.Append(r); err != nil {
-		if m.logFailed.Add(1) == 1 {
+func (m *Monitor) appendLog(rs ...*nodelog.Record) {
+	n := uint64(len(rs))
+	if _, err := m.nodeLog.Append(rs...); err != nil {
+		if m.logFailed.Add(n) == n {
 			logger(context.Background()).WithError(err).Warn("node log: first failed append")
 		}
 		return
 	}
-	m.logAppended.Add(1)
+	m.logAppended.Add(n)
 }
 
 // namespacesOf returns the inode numbers of the pid and mount namespaces of

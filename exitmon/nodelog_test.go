@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -152,7 +153,7 @@ func TestNodeLogRecords(t *testing.T) {
 // failLog refuses every record, as a full or unwritable log does.
 type failLog struct{}
 
-func (failLog) Append(*nodelog.Record) (uint64, error) { return 0, syscall.ENOSPC }
+func (failLog) Append(...*nodelog.Record) (uint64, error) { return 0, syscall.ENOSPC }
 
 // TestNodeLogFailureDoesNotStopExits: with a log that refuses every record,
 // exits still reach waiters and the publisher, and the failures are counted.
@@ -173,5 +174,105 @@ func TestNodeLogFailureDoesNotStopExits(t *testing.T) {
 	wantEvents(t, rec, topicStart, "exit::7")
 	if c := m.Counters(); c.LogFailed != 2 || c.LogAppended != 0 {
 		t.Fatalf("counters %+v, want 2 failed appends", c)
+	}
+}
+
+// countingLog counts the writes (Append calls) made to a log.
+type countingLog struct {
+	NodeLog
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *countingLog) Append(rs ...*nodelog.Record) (uint64, error) {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.NodeLog.Append(rs...)
+}
+
+func (c *countingLog) count() int { c.mu.Lock(); defer c.mu.Unlock(); return c.writes }
+
+// withCountingLog puts a write counter in front of m's node log.
+func withCountingLog(m *Monitor) *countingLog {
+	c := &countingLog{NodeLog: m.nodeLog}
+	m.SetNodeLog(c)
+	return c
+}
+
+// logEvents renders the node log in dir as event/exec strings.
+func logEvents(t *testing.T, dir string) []string {
+	var got []string
+	for _, r := range logged(t, dir) {
+		got = append(got, r.Event+"/"+r.ExecID)
+	}
+	return got
+}
+
+// TestExitOneWrite: an exit is one write to the node log, made as it is
+// reaped, even when it arrives while its Start is being answered: the
+// start is then written with it, before it, and not again when the Start
+// ends; containerd still gets the start first.
+func TestExitOneWrite(t *testing.T) {
+	m, tk, rec, dir := newTestTask(t, "c1")
+	c := withCountingLog(m)
+	p := tk.Init()
+	watch(m, p, fakePid(42))
+	p.BeginStart()
+	p.Started(topicStart, startEv{Pid: uint32(fakePid(42))})
+	e, _ := tk.AddExec("e1")
+	e.BeginStart()
+	watch(m, e, fakePid(43))
+	before := c.count()
+	m.inject(fakePid(43), 4) // the exec is gone before its Start returns
+	if n := c.count() - before; n != 1 {
+		t.Fatalf("exit reaped during its Start: %d writes, want 1", n)
+	}
+	if e.Reaped() != true {
+		t.Fatal("exit not reaped")
+	}
+	if _, ok := e.Exited(); ok {
+		t.Fatal("exit reported before its Start ended")
+	}
+	e.Started("/tasks/exec-started", execEv{ExecID: "e1"})
+	if n := c.count() - before; n != 1 {
+		t.Fatalf("Start after its exit wrote again: %d writes", n)
+	}
+	before = c.count()
+	m.inject(fakePid(42), 0)
+	if n := c.count() - before; n != 1 {
+		t.Fatalf("init exit: %d writes, want 1", n)
+	}
+	wantEvents(t, rec, topicStart, "/tasks/exec-started", "exit:e1:4", "exit::0")
+	want := []string{"started/", "exec_started/e1", "exited/e1", "exited/"}
+	if got := logEvents(t, dir); !reflect.DeepEqual(got, want) {
+		t.Fatalf("log %q, want %q", got, want)
+	}
+	if r := logged(t, dir)[1]; r.Pid != fakePid(43) || r.Kind != nodelog.KindExec {
+		t.Fatalf("start written with the exit: %+v", r)
+	}
+}
+
+// TestHeldInitExitLoggedWhenReaped: an init that exits while an exec runs
+// is in the node log as it is reaped (the exit's one write, which `shim
+// delete` reads after a crash), while containerd is told of it only after
+// the exec's exit.
+func TestHeldInitExitLoggedWhenReaped(t *testing.T) {
+	m, tk, rec, dir := newTestTask(t, "c1")
+	p := tk.Init()
+	watch(m, p, fakePid(44))
+	e, _ := tk.AddExec("e1")
+	watch(m, e, fakePid(45))
+	m.inject(fakePid(44), 137)
+	if r, ok := loggedExit(t, dir, ""); !ok || *r.ExitStatus != 137 {
+		t.Fatalf("held init exit not in the log: %+v", r)
+	}
+	if _, ok := p.Exited(); ok {
+		t.Fatal("init exit reported while its exec runs")
+	}
+	m.inject(fakePid(45), 137)
+	wantEvents(t, rec, "exit:e1:137", "exit::137")
+	if got, want := logEvents(t, dir), []string{"exited/", "exited/e1"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("log %q, want %q", got, want)
 	}
 }

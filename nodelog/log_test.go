@@ -309,6 +309,34 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestAppendBatch appends records in one call: they get consecutive
+// revisions, in order, and a failed write leaves none of them.
+func TestAppendBatch(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, dir, Options{})
+	appendT(t, w, EventCreated, "c1", "")
+	writeAt = func(f *os.File, b []byte, off int64) (int, error) {
+		n, _ := f.WriteAt(b[:len(b)-1], off)
+		return n, syscall.ENOSPC
+	}
+	_, err := w.Append(&Record{Event: EventStarted, Kind: KindContainer, ContainerID: "c1"}, &Record{Event: EventExited, Kind: KindContainer, ContainerID: "c1"})
+	writeAt = (*os.File).WriteAt
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("batch on a full disk: %v", err)
+	}
+	a := &Record{Event: EventStarted, Kind: KindContainer, ContainerID: "c1"}
+	b := &Record{Event: EventExited, Kind: KindContainer, ContainerID: "c1"}
+	last, err := w.Append(a, b)
+	if err != nil || a.Rev != 2 || b.Rev != 3 || last != 3 {
+		t.Fatalf("batch: revs %d %d last %d, %v", a.Rev, b.Rev, last, err)
+	}
+	r := readerT(t, dir)
+	got, err := collect(t, r, Cursor{Log: r.LogID()}, 3)
+	if err != nil || fmt.Sprint(revs(got)) != "[1 2 3]" || got[1].Event != EventStarted || got[2].Event != EventExited || r.Skipped() != 0 {
+		t.Fatalf("got %+v, %v, skipped %d", got, err, r.Skipped())
+	}
+}
+
 func TestUnwritableDirectory(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("root writes anywhere")

@@ -85,38 +85,49 @@ func Open(dir string, opts Options) (*Writer, error) {
 // LogID returns the id of the log.
 func (w *Writer) LogID() string { return w.h.logID() }
 
-// Append writes r as the log's next record and returns its revision (also
-// set in r.Rev). When it returns nil the record is in the log, readable by
-// every reader; when it returns an error, the log holds no part of it.
-func (w *Writer) Append(r *Record) (uint64, error) {
-	if r.Time.IsZero() {
-		r.Time = time.Now().UTC()
+// Append writes rs as the log's next records, in one write, and returns
+// the revision of the last (each record's is also set in its Rev). When it
+// returns nil the records are in the log, readable by every reader; when it
+// returns an error, the log holds no part of any of them.
+func (w *Writer) Append(rs ...*Record) (uint64, error) {
+	bodies := make([][]byte, len(rs))
+	for i, r := range rs {
+		if r.Time.IsZero() {
+			r.Time = time.Now().UTC()
+		}
+		body, err := encodeBody(r)
+		if err != nil {
+			return 0, err
+		}
+		bodies[i] = body
 	}
-	body, err := encodeBody(r)
-	if err != nil {
-		return 0, err
+	if len(rs) == 0 {
+		return 0, nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.h.lock(); err != nil {
 		return 0, fmt.Errorf("lock log: %w", err)
 	}
-	p, err := w.appendLocked(body)
+	p, err := w.appendLocked(bodies)
 	w.h.unlock()
 	if err != nil {
 		return 0, err
 	}
-	r.Rev = p.next - 1
+	first := p.next - uint64(len(rs))
+	for i, r := range rs {
+		r.Rev = first + uint64(i)
+	}
 	if int64(p.size-p.base) >= w.opts.SegmentSize && w.rotating.CompareAndSwap(false, true) {
 		go w.rotate()
 	}
-	return r.Rev, nil
+	return p.next - 1, nil
 }
 
-// appendLocked writes one record under the lock: it first repairs what a
-// writer that died mid-write left, then writes the record at the committed
-// end and commits it. It returns the new position.
-func (w *Writer) appendLocked(body []byte) (position, error) {
+// appendLocked writes records under the lock: it first repairs what a
+// writer that died mid-write left, then writes the records at the committed
+// end and commits them. It returns the new position.
+func (w *Writer) appendLocked(bodies [][]byte) (position, error) {
 	p := w.h.readLocked()
 	if err := w.current(p.seg); err != nil {
 		return p, err
@@ -127,7 +138,10 @@ func (w *Writer) appendLocked(body []byte) (position, error) {
 		}
 		w.h.store(offWriting, 0)
 	}
-	w.buf = withRev(w.buf[:0], p.next, body)
+	w.buf = w.buf[:0]
+	for i, body := range bodies {
+		w.buf = withRev(w.buf, p.next+uint64(i), body)
+	}
 	w.h.store(offWriting, 1)
 	n, err := writeAt(w.seg, w.buf, int64(p.size))
 	if err == nil && n < len(w.buf) {
@@ -139,7 +153,7 @@ func (w *Writer) appendLocked(body []byte) (position, error) {
 		}
 		return p, fmt.Errorf("write log: %w", err)
 	}
-	p.next++
+	p.next += uint64(len(bodies))
 	p.size += uint64(n)
 	w.h.set(p)
 	w.h.store(offWriting, 0)

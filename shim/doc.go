@@ -5,7 +5,7 @@
 // It owns the binary's actions: parsing the flags containerd passes; start
 // (pod grouping, claiming the socket, spawning the server and joining its
 // ShimCgroup); delete (cleanup after the server died, answered from the
-// exit journal); -info and -v; and the server itself (child subreaper, log
+// node log, the shim's exit journal); -info and -v; and the server itself (child subreaper, log
 // fifo, ttrpc with a same-user handshake, the event publisher, the idle
 // exit, draining the exit monitor before exit, trimming memory and threads
 // after bursts).

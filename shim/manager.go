@@ -102,8 +102,9 @@ func (m *Manager) spawn(ctx context.Context, f flags, addr string) error {
 }
 
 // Stop is the `delete` action: containerd runs it after the server died.
-// It removes what is left of the container and reports the journaled exit
-// when there is one; 137 only when the exit is unknown and it had to kill.
+// It removes what is left of the container and reports the exit the node
+// log holds for it (the shim's exit journal) when there is one; 137 only
+// when the exit is unknown and it had to kill.
 func (m *Manager) Stop(ctx context.Context, f flags) (exitmon.Status, error) {
 	if err := identifiers.Validate(f.id); err != nil {
 		return exitmon.Status{}, err
@@ -116,27 +117,57 @@ func (m *Manager) Stop(ctx context.Context, f flags) (exitmon.Status, error) {
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
 	}
-	who, st, ok := journaledExit(bundle, f.id)
-	if !ok {
+	lt := lookupTask(f.namespace, f.id)
+	st := lt.exit
+	if st == nil {
 		pid, _ := proc.InitPid(bundle)
-		st = exitmon.Status{Pid: pid, Code: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}
+		st = &exitmon.Status{Pid: pid, Code: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}
 	}
-	who.ID = f.id
-	if who.Namespace == "" {
-		who.Namespace = f.namespace
+	if lt.live {
+		recordDeleted(ctx, lt.who, *st)
 	}
-	recordDeleted(ctx, who, st)
-	return st, nil
+	return *st, nil
 }
 
-// recordDeleted appends the task's deletion to the node log when the log
-// still lists the task: the shim that would have recorded it died. Without
-// it the log would list the task as alive forever. (containerd also runs
-// `shim delete` after a shim that deleted its tasks has exited.)
-func recordDeleted(ctx context.Context, who exitmon.Identity, st exitmon.Status) {
-	if !liveInLog(who) {
-		return
+// loggedTask is what the node log holds of a task.
+type loggedTask struct {
+	who  exitmon.Identity
+	exit *exitmon.Status // its init's exit, if recorded
+	// live: the log lists the task as not deleted, or could not be read
+	// (a second deletion record is better than none).
+	live bool
+}
+
+// lookupTask reads the task id of namespace from the node log. The log
+// keeps a task until its deletion is recorded, so it holds the exit of a
+// task whose shim died: the exit was written as it was reaped. A task
+// created again under the same id starts afresh at its creation record.
+func lookupTask(namespace, id string) loggedTask {
+	lt := loggedTask{who: exitmon.Identity{ID: id, Namespace: namespace}}
+	r, err := nodelog.OpenReader(nodelog.Dir())
+	if err != nil {
+		return lt // no log: nothing to delete from it
 	}
+	defer r.Close()
+	st, _, err := r.List()
+	if err != nil {
+		lt.live = true
+		return lt
+	}
+	rec, ok := st.Get(nodelog.Key{Namespace: namespace, ContainerID: id})
+	if !ok {
+		return lt
+	}
+	lt.who, lt.exit = exitmon.Logged(rec)
+	lt.live = true
+	return lt
+}
+
+// recordDeleted appends the task's deletion to the node log: the shim that
+// would have recorded it died. Without it the log would list the task as
+// alive forever. (containerd also runs `shim delete` after a shim that
+// deleted its tasks has exited; the log no longer lists those.)
+func recordDeleted(ctx context.Context, who exitmon.Identity, st exitmon.Status) {
 	w, err := nodelog.Open(nodelog.Dir(), nodelog.EnvOptions())
 	if err == nil {
 		_, err = w.Append(exitmon.DeletedRecord(who, st))
@@ -145,34 +176,4 @@ func recordDeleted(ctx context.Context, who exitmon.Identity, st exitmon.Status)
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("node log: record deletion")
 	}
-}
-
-// liveInLog reports whether the node log lists the task as not deleted.
-func liveInLog(who exitmon.Identity) bool {
-	r, err := nodelog.OpenReader(nodelog.Dir())
-	if err != nil {
-		return false
-	}
-	defer r.Close()
-	st, _, err := r.List()
-	if err != nil {
-		return true // when in doubt, a second deletion is better than none
-	}
-	_, ok := st.Get(nodelog.Key{Namespace: who.Namespace, ContainerID: who.ID})
-	return ok
-}
-
-// journaledExit returns the identity of the task id and its init exit as
-// bundle's journal holds them. The journal replays only the last task
-// created in the bundle, and it stays small: the exits of deleted execs are
-// compacted away.
-func journaledExit(bundle, id string) (exitmon.Identity, exitmon.Status, bool) {
-	r, err := exitmon.ReadJournal(bundle)
-	if err != nil || r.Identity.ID != id {
-		return exitmon.Identity{}, exitmon.Status{}, false
-	}
-	if r.Init == nil {
-		return r.Identity, exitmon.Status{}, false
-	}
-	return r.Identity, *r.Init, true
 }

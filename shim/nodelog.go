@@ -21,13 +21,13 @@ type nodeLog struct {
 	retry time.Time
 }
 
-// Append appends r to the log, opening it first if needed.
-func (l *nodeLog) Append(r *nodelog.Record) (uint64, error) {
+// Append appends rs to the log, opening it first if needed.
+func (l *nodeLog) Append(rs ...*nodelog.Record) (uint64, error) {
 	w, err := l.writer()
 	if err != nil {
 		return 0, err
 	}
-	return w.Append(r)
+	return w.Append(rs...)
 }
 
 func (l *nodeLog) writer() (*nodelog.Writer, error) {

@@ -92,7 +92,7 @@ func serve(ctx context.Context, f flags) error {
 	// No signal.Notify here or anywhere in the shim: os/signal keeps two OS
 	// threads per process for life (see exitmon's waker). SIGTERM and
 	// SIGINT end the shim at once, as SIGKILL does; every exit it reaped is
-	// in its journal for the delete that containerd runs next. Goroutine
+	// in the node log for the delete that containerd runs next. Goroutine
 	// stacks, which shims dump on SIGUSR1, are `containerd-shim-watch-v2
 	// stacks PID`.
 	select {

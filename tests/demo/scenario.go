@@ -150,7 +150,7 @@ func (d *demo) printExits() {
 		d.detail("pids, deleted them, and CRI could only report 255 (Unknown).")
 	}
 	if right[runtimes[1].handler] == len(containers) {
-		d.detail("watch: its shim journaled each exit and reported it when containerd asked.")
+		d.detail("watch: its shim wrote each exit to the node log and reported it when containerd asked.")
 	}
 }
 
