@@ -275,6 +275,9 @@ type Counters struct {
 	OldestUnsent  time.Duration `json:"oldest_unsent_ns"` // age of the oldest event not yet sent
 	LogAppended   uint64        `json:"log_appended"`     // records appended to the node log
 	LogFailed     uint64        `json:"log_failed"`       // records the node log refused (unwritable, full)
+	// ExitPublished is the time from each exit to containerd's
+	// acknowledgement of its TaskExit.
+	ExitPublished Histogram `json:"exit_published"`
 }
 
 func logger(ctx context.Context) *log.Entry { return log.G(ctx).WithField("component", "exitmon") }

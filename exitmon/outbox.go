@@ -41,12 +41,17 @@ type outbox struct {
 	queued  uint64
 	sent    uint64
 	retried uint64
+	// exitLatency holds, for each TaskExit containerd acknowledged, the
+	// time from the exit to the acknowledgement.
+	exitLatency Histogram
 }
 
 type item struct {
 	topic  string
 	event  any
 	queued time.Time
+	// exited is when the process exited, for a TaskExit (else zero).
+	exited time.Time
 	// free marks an event whose order relative to the other free events
 	// next to it in the queue does not matter (the exits of a task's execs).
 	// Such a run of events is sent concurrently; every other event is a
@@ -106,6 +111,7 @@ func (q *queue) add(it item) {
 		return
 	}
 	it.queued = time.Now()
+	it.exited = exitTime(it.event)
 	if !q.spillLocked(it) {
 		q.items = append(q.items, it)
 	}
@@ -190,10 +196,11 @@ func (ob *outbox) serve(q *queue) {
 		batch := q.items[:n:n]
 		ob.mu.Unlock()
 
-		failed := ob.send(batch)
+		failed, lat := ob.send(batch)
 
 		ob.mu.Lock()
 		ob.sent += uint64(n - len(failed))
+		ob.exitLatency.merge(&lat)
 		if len(failed) > 0 {
 			q.items = append(failed, q.items[n:]...)
 			q.attempt++
@@ -215,37 +222,48 @@ func (ob *outbox) serve(q *queue) {
 }
 
 // send publishes batch, concurrently when it holds more than one event,
-// and returns the events that were not delivered, in their order.
-func (ob *outbox) send(batch []item) []item {
-	publish := func(it item) error {
+// and returns the events that were not delivered, in their order, and the
+// exit latencies of the TaskExits that were.
+func (ob *outbox) send(batch []item) (failed []item, lat Histogram) {
+	publish := func(it item) sendResult {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return ob.pub.Publish(ctx, it.topic, it.event)
+		err := ob.pub.Publish(ctx, it.topic, it.event)
+		return sendResult{err: err, at: time.Now()}
 	}
 	if len(batch) == 1 {
-		if publish(batch[0]) != nil {
-			return []item{batch[0]}
+		r := publish(batch[0])
+		if r.err != nil {
+			return []item{batch[0]}, lat
 		}
-		return nil
+		lat.observeSince(batch[0].exited, r.at)
+		return nil, lat
 	}
-	errs := make([]error, len(batch))
+	results := make([]sendResult, len(batch))
 	var wg sync.WaitGroup
 	for i := 1; i < len(batch); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = publish(batch[i])
+			results[i] = publish(batch[i])
 		}()
 	}
-	errs[0] = publish(batch[0])
+	results[0] = publish(batch[0])
 	wg.Wait()
-	var failed []item
-	for i, err := range errs {
-		if err != nil {
+	for i, r := range results {
+		if r.err != nil {
 			failed = append(failed, batch[i])
+			continue
 		}
+		lat.observeSince(batch[i].exited, r.at)
 	}
-	return failed
+	return failed, lat
+}
+
+// sendResult is how one publish ended, and when.
+type sendResult struct {
+	err error
+	at  time.Time
 }
 
 func backoff(attempt int) time.Duration {
@@ -260,6 +278,7 @@ func (ob *outbox) fill(c *Counters) {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	c.EventsQueued, c.EventsSent, c.EventsRetried = ob.queued, ob.sent, ob.retried
+	c.ExitPublished = ob.exitLatency
 	now := time.Now()
 	for q := range ob.queues {
 		if len(q.items) > 0 {

@@ -40,6 +40,7 @@ type spillRecord struct {
 	Queued time.Time `json:"q"`
 	Event  []byte    `json:"e"`
 	Free   bool      `json:"f,omitempty"`
+	Exited time.Time `json:"x,omitzero"`
 }
 
 // put appends an event to the file.
@@ -48,7 +49,7 @@ func (s *spill) put(it item) error {
 	if err != nil {
 		return err
 	}
-	line, err := json.Marshal(spillRecord{Topic: it.topic, Queued: it.queued, Event: b, Free: it.free})
+	line, err := json.Marshal(spillRecord{Topic: it.topic, Queued: it.queued, Event: b, Free: it.free, Exited: it.exited})
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func (s *spill) take() (item, error) {
 	if err != nil {
 		return item{}, err
 	}
-	return item{topic: rec.Topic, event: ev, queued: rec.Queued, free: rec.Free}, nil
+	return item{topic: rec.Topic, event: ev, queued: rec.Queued, free: rec.Free, exited: rec.Exited}, nil
 }
 
 // reset removes the file once everything was read back.

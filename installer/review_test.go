@@ -272,9 +272,9 @@ func TestInstallRemovesStaleTempFiles(t *testing.T) {
 }
 
 // The DaemonSet mounts read-write only what the installer writes
-// (/etc/containerd and the install dir); containerd's state and
-// systemd's run dir it only reads and connects to sockets in, which a
-// read-only mount allows.
+// (/etc/containerd and the install dir); containerd's state, systemd's
+// run dir and the node log's dir it only reads and connects to sockets
+// in, which a read-only mount allows.
 func TestDaemonSetWritableMounts(t *testing.T) {
 	data, err := os.ReadFile("../deploy/20-daemonset.yaml")
 	if err != nil {
@@ -293,8 +293,8 @@ func TestDaemonSetWritableMounts(t *testing.T) {
 			t.Errorf("%s: readOnly %v, want %v", path, ro, !writable[path])
 		}
 	}
-	if n != 4 {
-		t.Errorf("%d mounts, want 4", n)
+	if n != 5 {
+		t.Errorf("%d mounts, want 5", n)
 	}
 }
 

@@ -7,7 +7,10 @@
 //	uninstall   remove the node label (in a pod), then the runtime and the
 //	            shim once no task uses them (--force: the runtime at once)
 //	run         install, label the node, then wait for SIGTERM; uninstall
-//	            on exit only with --uninstall-on-exit
+//	            on exit only with --uninstall-on-exit; serve the node's
+//	            metrics meanwhile with --metrics-address
+//	metrics     serve the node's Prometheus metrics (127.0.0.1:9464 by
+//	            default) until SIGTERM, without installing anything
 //
 // Every flag has an environment variable (shown in -h) so that a
 // DaemonSet configures `run` and a `kubectl exec ... uninstall` alike.
@@ -25,6 +28,7 @@ import (
 	"time"
 
 	"github.com/watchshim/containerd-shim-watch-v2/installer"
+	"github.com/watchshim/containerd-shim-watch-v2/nodemetrics"
 )
 
 // stepTimeout bounds one install or uninstall, containerd's restart
@@ -40,6 +44,7 @@ type config struct {
 	nodeName        string
 	uninstallOnExit bool
 	force           bool
+	metrics         metricsConfig
 }
 
 func main() {
@@ -63,7 +68,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: containerd-shim-watch-installer install|uninstall|run [flags] (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: containerd-shim-watch-installer install|uninstall|run|metrics [flags] (-h for flags)")
 	os.Exit(2)
 }
 
@@ -75,6 +80,8 @@ func dispatch(cmd string, cfg *config) error {
 		return uninstall(cfg)
 	case "run":
 		return run(cfg)
+	case "metrics":
+		return serveMetrics(cfg)
 	}
 	usage()
 	return nil
@@ -106,8 +113,14 @@ func parseFlags(cmd string, args []string) (*config, error) {
 		return nil, err
 	}
 	fs.BoolVar(&c.force, "force", force, "uninstall: remove runtime watch from containerd even while watch tasks run; their pods lose exec and container restarts ($WATCH_UNINSTALL_FORCE)")
+	metricsFlags(fs, cmd, &c.metrics)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.metrics.address != "" {
+		if err := nodemetrics.CheckAddress(c.metrics.address); err != nil {
+			return nil, err
+		}
 	}
 	r, err := installer.ParseRestart(c.restart, o.HostRoot, c.socket)
 	if err != nil {
@@ -171,13 +184,20 @@ func uninstall(cfg *config) error {
 	return err
 }
 
-// run installs, labels the node and waits for SIGTERM or SIGINT.
+// run installs, labels the node and waits for SIGTERM or SIGINT, serving
+// the node's metrics meanwhile when an address is set.
 func run(cfg *config) error {
+	ctx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	metricsDone, err := startMetrics(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	if err := install(cfg); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
-	err := label(ctx, cfg, true)
+	lctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	err = label(lctx, cfg, true)
 	cancel()
 	if err != nil {
 		return err
@@ -185,7 +205,16 @@ func run(cfg *config) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	fmt.Println("installed; waiting for SIGTERM")
-	s := <-sig
+	var s os.Signal
+	select {
+	case s = <-sig:
+	case err := <-metricsDone:
+		if err != nil {
+			return err
+		}
+		s = <-sig
+	}
+	stopMetrics()
 	if !cfg.uninstallOnExit {
 		fmt.Printf("%s: exiting, the shim stays installed (uninstall is explicit: --uninstall-on-exit or `uninstall`)\n", s)
 		return nil

@@ -24,3 +24,31 @@ func TestBadBoolEnvRefused(t *testing.T) {
 		})
 	}
 }
+
+// A metrics address that is not HOST:PORT with a numeric port and an IP
+// (or localhost) is refused when the flags are read, before anything is
+// installed; a good one, or none for run, is accepted.
+func TestBadMetricsAddressRefused(t *testing.T) {
+	t.Setenv("WATCH_RESTART", "none")
+	for _, addr := range []string{"9464", "host:9464", ":port", "127.0.0.1:70000", "[::1:9464"} {
+		if c, err := parseFlags("run", []string{"--metrics-address", addr}); err == nil {
+			t.Errorf("--metrics-address %q accepted: %+v", addr, c.metrics)
+		}
+		t.Setenv("WATCH_METRICS_ADDRESS", addr)
+		if _, err := parseFlags("metrics", nil); err == nil {
+			t.Errorf("WATCH_METRICS_ADDRESS=%q accepted", addr)
+		}
+		t.Setenv("WATCH_METRICS_ADDRESS", "")
+	}
+	for cmd, want := range map[string]string{"run": "", "metrics": "127.0.0.1:9464"} {
+		c, err := parseFlags(cmd, nil)
+		if err != nil || c.metrics.address != want {
+			t.Errorf("%s: address %q, %v; want %q", cmd, c.metrics.address, err, want)
+		}
+	}
+	for _, addr := range []string{":9464", "0.0.0.0:9464", "[::1]:0", "localhost:9464"} {
+		if _, err := parseFlags("run", []string{"--metrics-address", addr}); err != nil {
+			t.Errorf("--metrics-address %q: %v", addr, err)
+		}
+	}
+}

@@ -81,8 +81,8 @@ func goCmd(dir string, args ...string) error {
 }
 
 // ApplyDeploy applies deploy/*.yaml in order, the DaemonSet pointed at
-// the node: its env names NodePaths and the signal:PIDFILE restart of the
-// node's containerd (which must be supervised: Options.Supervise), one
+// the node: its env names NodePaths, a free metrics port and the
+// signal:PIDFILE restart of the node's containerd (which must be supervised: Options.Supervise), one
 // hostPath mounts the containerd dir at the same path under /host, and the
 // API server is reached on loopback (the test bed runs no kube-proxy for
 // the kubernetes Service). Everything else is applied as the files say.
@@ -141,6 +141,8 @@ func (k *Cluster) pointAtNode(ds map[string]any) error {
 		"WATCH_RESTART": "signal:" + p.PidFile, "WATCH_INSTALL_DIR": p.InstallDir,
 		"WATCH_CONTAINERD_CONFIG": p.Config, "WATCH_CONTAINERD_CONF_DIR": p.ConfDir,
 		"WATCH_CONTAINERD_STATE": p.State, "WATCH_CONTAINERD_SOCKET": p.Socket,
+		// Test clusters share the machine's network: any free port.
+		"WATCH_METRICS_ADDRESS": "127.0.0.1:0",
 	}
 	env, _ := ctr["env"].([]any)
 	for _, e := range env {
