@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -46,7 +47,10 @@ func exitWhileDown(t *testing.T, c *harness.Containerd, rt runtime, down time.Du
 	want := map[string]int{"nine": 9, "zero": 0}
 	ids := map[string]string{}
 	for name, code := range want {
-		id, err := c.CreateContainer(podID, pod, harness.Container{Name: name, Command: harness.Sh(fmt.Sprintf("sleep 2; exit %d", code))})
+		// The container exits once the test releases it, while containerd
+		// is down: a fixed sleep let a loaded machine's slow starts end it
+		// before containerd stopped, mid-way through CRI's exit handling.
+		id, err := c.CreateContainer(podID, pod, harness.Container{Name: name, Command: harness.Sh(fmt.Sprintf("while [ ! -e /released ]; do sleep 0.1; done; exit %d", code))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,6 +59,9 @@ func exitWhileDown(t *testing.T, c *harness.Containerd, rt runtime, down time.Du
 	}
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)
+	}
+	for _, id := range ids {
+		release(t, c, id)
 	}
 	time.Sleep(down)
 	if err := c.StartAgain(); err != nil {
@@ -167,4 +174,15 @@ func TestShimKilledWhileRunning(t *testing.T) {
 		}
 		c.Ctr("containers", "delete", "runner")
 	})
+}
+
+// release creates /released in the root filesystem of container id, as the
+// shim mounted it in the task's bundle: the host reaches it while
+// containerd is down.
+func release(t *testing.T, c *harness.Containerd, id string) {
+	t.Helper()
+	f := filepath.Join(c.Dir, "state", "io.containerd.runtime.v2.task", c.Namespace, id, "rootfs", "released")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatalf("release %s: %v", id, err)
+	}
 }
