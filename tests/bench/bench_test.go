@@ -241,19 +241,29 @@ type burstPodInfo struct {
 
 // burstPod starts the pod of the burst figures.
 func (b *bencher) burstPod() burstPodInfo {
+	var names []string
+	for i := 0; i < burstCtrs; i++ {
+		names = append(names, fmt.Sprintf("b%d", i))
+	}
+	return b.fifoPod(fmt.Sprintf("burst%d-%s", b.rep, b.rt), "trig-"+b.rt, names...)
+}
+
+// fifoPod runs pod name with sleeping containers named names, each with
+// the host directory trigDir (under c.Dir) at /trig, where fifo is.
+func (b *bencher) fifoPod(name, trigDir string, names ...string) burstPodInfo {
 	t, c := b.t, b.c
-	trig := filepath.Join(c.Dir, "trig-"+b.rt)
+	trig := filepath.Join(c.Dir, trigDir)
 	if err := os.MkdirAll(trig, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := harness.Pod{Name: fmt.Sprintf("burst%d-%s", b.rep, b.rt)}
+	p := harness.Pod{Name: name}
 	if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	podPath := b.json("pod-"+p.Name, c.PodConfig(p))
 	bp := burstPodInfo{podID: b.crictl("runp", "--runtime", b.rt, podPath), fifo: filepath.Join(trig, "go")}
-	for i := 0; i < burstCtrs; i++ {
-		cfg := c.ContainerConfig(sleeper(fmt.Sprintf("b%d", i)))
+	for _, n := range names {
+		cfg := c.ContainerConfig(sleeper(n))
 		cfg["mounts"] = []map[string]any{{"container_path": "/trig", "host_path": trig}}
 		id := b.crictl("create", bp.podID, b.json("ctr", cfg), podPath)
 		b.crictl("start", id)

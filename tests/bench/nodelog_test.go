@@ -140,32 +140,14 @@ func startLogOff(t *testing.T, version string) *harness.Containerd {
 // logStorm runs n execs exiting at once in one container of a fresh pod
 // and returns the burst's figures and the shim's log_appended counter.
 func (b *bencher) logStorm(n int) (burstResult, float64) {
-	t, c := b.t, b.c
-	trig := filepath.Join(c.Dir, fmt.Sprintf("trig-log-%d", b.rep))
-	if err := os.MkdirAll(trig, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := harness.Pod{Name: fmt.Sprintf("log%d", b.rep)}
-	if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	podPath := b.json("pod-"+p.Name, c.PodConfig(p))
-	podID := b.crictl("runp", "--runtime", b.rt, podPath)
-	cfg := c.ContainerConfig(sleeper("l0"))
-	cfg["mounts"] = []map[string]any{{"container_path": "/trig", "host_path": trig}}
-	id := b.crictl("create", podID, b.json("ctr", cfg), podPath)
-	b.crictl("start", id)
-	tc, err := c.Tasks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := b.burst(tc, filepath.Join(trig, "go"), []string{id}, n, "l", nil)
-	pids := c.ShimPids(b.rt)
+	bp := b.fifoPod(fmt.Sprintf("log%d", b.rep), fmt.Sprintf("trig-log-%d", b.rep), "l0")
+	r := b.burst(bp.tc, bp.fifo, bp.ctrs, n, "l", nil)
+	pids := b.c.ShimPids(b.rt)
 	if len(pids) != 1 {
-		t.Fatalf("shims %v, want one", pids)
+		b.t.Fatalf("shims %v, want one", pids)
 	}
-	appended := watchCounter(t, pids[0], "log_appended")
-	b.removePods([]string{podID})
+	appended := watchCounter(b.t, pids[0], "log_appended")
+	b.removePods([]string{bp.podID})
 	return r, appended
 }
 

@@ -230,15 +230,9 @@ func podChurn(c *harness.Containerd, i int, light bool) (lifecycle, error) {
 	if !light {
 		return podLifecycle(c, i)
 	}
-	pod := harness.Pod{Name: fmt.Sprintf("nl-%d", i)}
-	l := lifecycle{pod: pod.Name, code: 10 + i%200, execCode: -1}
-	podID, err := c.RunPod(pod, "watch")
+	l, podID, err := createApp(c, i)
+	l.execCode = -1
 	if err != nil {
-		return l, err
-	}
-	ct := harness.Container{Name: "app", Command: harness.Sh(fmt.Sprintf("trap 'exit %d' TERM; while :; do sleep 0.1; done", l.code))}
-	l.creating = time.Now()
-	if l.id, err = c.CreateContainer(podID, pod, ct); err != nil {
 		return l, err
 	}
 	if _, err := c.Crictl("start", l.id); err != nil {
@@ -255,6 +249,21 @@ func podChurn(c *harness.Containerd, i int, light bool) (lifecycle, error) {
 	return l, nil
 }
 
+// createApp runs pod i and creates its container, which exits with its
+// own code (10 + i%200, an exit status) when stopped; the exec's code is 4.
+func createApp(c *harness.Containerd, i int) (lifecycle, string, error) {
+	pod := harness.Pod{Name: fmt.Sprintf("nl-%d", i)}
+	l := lifecycle{pod: pod.Name, code: 10 + i%200, execCode: 4}
+	podID, err := c.RunPod(pod, "watch")
+	if err != nil {
+		return l, "", err
+	}
+	ct := harness.Container{Name: "app", Command: harness.Sh(fmt.Sprintf("trap 'exit %d' TERM; while :; do sleep 0.1; done", l.code))}
+	l.creating = time.Now()
+	l.id, err = c.CreateContainer(podID, pod, ct)
+	return l, podID, err
+}
+
 // podLifecycle runs pod i: a container that exits with its own code when
 // stopped, an exec in it exiting 4, then removes both.
 func podLifecycle(c *harness.Containerd, i int) (lifecycle, error) {
@@ -264,15 +273,8 @@ func podLifecycle(c *harness.Containerd, i int) (lifecycle, error) {
 // podLifecycleWait is podLifecycle that waits, once its container runs,
 // until hold is closed (nil: does not wait).
 func podLifecycleWait(c *harness.Containerd, i int, hold <-chan struct{}) (lifecycle, error) {
-	pod := harness.Pod{Name: fmt.Sprintf("nl-%d", i)}
-	l := lifecycle{pod: pod.Name, code: 10 + i, execCode: 4}
-	podID, err := c.RunPod(pod, "watch")
+	l, podID, err := createApp(c, i)
 	if err != nil {
-		return l, err
-	}
-	ct := harness.Container{Name: "app", Command: harness.Sh(fmt.Sprintf("trap 'exit %d' TERM; while :; do sleep 0.1; done", l.code))}
-	l.creating = time.Now()
-	if l.id, err = c.CreateContainer(podID, pod, ct); err != nil {
 		return l, err
 	}
 	steps := [][]string{
@@ -284,14 +286,14 @@ func podLifecycleWait(c *harness.Containerd, i int, hold <-chan struct{}) (lifec
 		{"rmp", podID},
 	}
 	for _, s := range steps {
+		if s[0] == "stop" && hold != nil {
+			<-hold
+		}
 		switch s[0] {
 		case "rm":
 			l.removing = time.Now()
 		case "stop":
 			l.stopping = time.Now()
-		}
-		if s[0] == "stop" && hold != nil {
-			<-hold
 		}
 		if _, err := c.Crictl(s...); err != nil && s[0] != "exec" {
 			return l, fmt.Errorf("pod %d: crictl %v: %w", i, s, err)
