@@ -376,9 +376,10 @@ func allDeleted(done []lifecycle, got map[string]*seen, mu *sync.Mutex) bool {
 }
 
 // checkSeen checks what the consumer saw against what the creator did. A
-// container whose removal began after the consumer's List must appear; one
-// whose creation began after it must appear as created in the stream; one
-// removed before may be absent; none may appear twice.
+// container whose stop began after the consumer's List must appear (CRI
+// deletes the task, which ends it in the log, as soon as it exited, before
+// `crictl rm`); one whose creation began after it must appear as created in
+// the stream; one stopped before may be absent; none may appear twice.
 func checkSeen(t *testing.T, done []lifecycle, got map[string]*seen, listed time.Time) {
 	t.Helper()
 	want := []string{"created", "started", "exited", "deleted"}
@@ -386,8 +387,8 @@ func checkSeen(t *testing.T, done []lifecycle, got map[string]*seen, listed time
 	for _, l := range done {
 		s := got[l.id]
 		if s == nil {
-			if l.removing.After(listed) {
-				t.Errorf("%s (%s): removed after the consumer listed, never seen", l.pod, l.id)
+			if l.stopping.After(listed) {
+				t.Errorf("%s (%s): stopped after the consumer listed, never seen", l.pod, l.id)
 			}
 			continue
 		}
