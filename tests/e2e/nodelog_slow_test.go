@@ -155,6 +155,8 @@ func startSlowConsumer(t *testing.T, dir string) *slowConsumer {
 			select {
 			case <-time.After(time.Second):
 			case <-ctx.Done():
+				sc.done <- nil
+				return
 			}
 		}
 		sc.done <- nil
