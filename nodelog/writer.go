@@ -1,6 +1,7 @@
 package nodelog
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -14,6 +15,16 @@ const DefaultDir = "/run/containerd-shim-watch-v2/log"
 
 // DirEnv, when set, names the log directory instead of DefaultDir (tests).
 const DirEnv = "WATCH_NODE_LOG_DIR"
+
+// Off, as $WATCH_NODE_LOG_DIR, turns the log off: shims write no records
+// and Open refuses it. It exists to measure what the log costs a shim.
+const Off = "off"
+
+// ErrOff is returned by Open for the directory Off.
+var ErrOff = errors.New("nodelog: the log is off")
+
+// Enabled reports whether shims write the log: $WATCH_NODE_LOG_DIR is not Off.
+func Enabled() bool { return os.Getenv(DirEnv) != Off }
 
 // Dir returns the log directory: $WATCH_NODE_LOG_DIR, else DefaultDir.
 func Dir() string {
@@ -72,6 +83,9 @@ type Writer struct {
 // Open opens the log in dir for appending, creating the directory (0700)
 // and the log if needed.
 func Open(dir string, opts Options) (*Writer, error) {
+	if dir == Off {
+		return nil, ErrOff
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}

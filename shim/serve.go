@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/watchshim/containerd-shim-watch-v2/exitmon"
+	"github.com/watchshim/containerd-shim-watch-v2/nodelog"
 	"github.com/watchshim/containerd-shim-watch-v2/proc"
 	"github.com/watchshim/containerd-shim-watch-v2/task"
 )
@@ -66,7 +67,9 @@ func serve(ctx context.Context, f flags) error {
 	if slack, ok := coarsenTimers(); ok {
 		mon.SetChildSlack(slack)
 	}
-	mon.SetNodeLog(&nodeLog{})
+	if nodelog.Enabled() {
+		mon.SetNodeLog(&nodeLog{})
+	}
 	proc.ReapRuncThrough(mon)
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()

@@ -56,6 +56,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("BENCH_QUICK") != "" { // a smoke run while developing
 		pods, burstExecs, stormExecs = 3, 20, 40
 		probeWindow, serialExecs = 10*time.Second, 40
+		logExecs, logLifecycles = 40, 2
 	}
 	if v, err := strconv.Atoi(os.Getenv("BENCH_PROBE_SECONDS")); err == nil && v > 0 {
 		probeWindow = time.Duration(v) * time.Second
@@ -96,6 +97,11 @@ func TestBench(t *testing.T) {
 				for k, v := range m {
 					run.Raw[rt][k] = append(run.Raw[rt][k], v)
 				}
+			}
+			m := nodeLogFigures(t, c, version, rep)
+			t.Logf("rep %d watch node log: %s", rep, fmtMetrics(m))
+			for k, v := range m {
+				run.Raw["watch"][k] = append(run.Raw["watch"][k], v)
 			}
 		})
 		if !ok {
@@ -220,39 +226,74 @@ func (b *bencher) removePods(ids []string) {
 // from the host wakes them all at once (the kernel wakes every reader
 // blocked in open when a writer arrives), so they really exit together.
 func (b *bencher) burstFigures() {
+	bp := b.burstPod()
+	b.eventFigures(bp)
+	b.stormFigures(bp)
+	b.removePods([]string{bp.podID})
+}
+
+// burstPodInfo is the pod of the burst figures.
+type burstPodInfo struct {
+	podID, fifo string
+	ctrs        []string
+	tc          tasks.TasksClient
+}
+
+// burstPod starts the pod of the burst figures.
+func (b *bencher) burstPod() burstPodInfo {
+	var names []string
+	for i := 0; i < burstCtrs; i++ {
+		names = append(names, fmt.Sprintf("b%d", i))
+	}
+	return b.fifoPod(fmt.Sprintf("burst%d-%s", b.rep, b.rt), "trig-"+b.rt, names...)
+}
+
+// fifoPod runs pod name with sleeping containers named names, each with
+// the host directory trigDir (under c.Dir) at /trig, where fifo is.
+func (b *bencher) fifoPod(name, trigDir string, names ...string) burstPodInfo {
 	t, c := b.t, b.c
-	trig := filepath.Join(c.Dir, "trig-"+b.rt)
+	trig := filepath.Join(c.Dir, trigDir)
 	if err := os.MkdirAll(trig, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	fifo := filepath.Join(trig, "go")
-	p := harness.Pod{Name: fmt.Sprintf("burst%d-%s", b.rep, b.rt)}
+	p := harness.Pod{Name: name}
 	if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	podPath := b.json("pod-"+p.Name, c.PodConfig(p))
-	podID := b.crictl("runp", "--runtime", b.rt, podPath)
-	var ctrs []string
-	for i := 0; i < burstCtrs; i++ {
-		cfg := c.ContainerConfig(sleeper(fmt.Sprintf("b%d", i)))
+	bp := burstPodInfo{podID: b.crictl("runp", "--runtime", b.rt, podPath), fifo: filepath.Join(trig, "go")}
+	for _, n := range names {
+		cfg := c.ContainerConfig(sleeper(n))
 		cfg["mounts"] = []map[string]any{{"container_path": "/trig", "host_path": trig}}
-		id := b.crictl("create", podID, b.json("ctr", cfg), podPath)
+		id := b.crictl("create", bp.podID, b.json("ctr", cfg), podPath)
 		b.crictl("start", id)
-		ctrs = append(ctrs, id)
+		bp.ctrs = append(bp.ctrs, id)
 	}
 	tc, err := c.Tasks()
 	if err != nil {
 		t.Fatal(err)
 	}
+	bp.tc = tc
+	return bp
+}
 
-	// Figure 3: exit → TaskExit latency for burstExecs execs in burstCtrs containers.
+// eventFigures: figure 3, exit → TaskExit latency for burstExecs execs in
+// burstCtrs containers; and exit → visible to a consumer: for the stock
+// shim the same containerd event subscriber, for watch a node log consumer
+// (watchapi) in the same burst.
+func (b *bencher) eventFigures(bp burstPodInfo) {
+	t, c := b.t, b.c
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events, err := c.Events(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := b.burst(tc, fifo, ctrs, burstExecs, "x", events)
+	var lw *logWatcher
+	if b.rt == "watch" {
+		lw = b.watchExits(ctx, "x", burstExecs)
+	}
+	r := b.burst(bp.tc, bp.fifo, bp.ctrs, burstExecs, "x", events)
 	b.m["exit_event_p50_ms"] = percentile(r.eventLat, 50)
 	b.m["exit_event_p99_ms"] = percentile(r.eventLat, 99)
 	b.m["exit_event_max_ms"] = percentile(r.eventLat, 100)
@@ -263,16 +304,22 @@ func (b *bencher) burstFigures() {
 		b.m["exit_send_p99_ms"] = percentile(r.shimLat, 99)
 	}
 	b.m["burst200_wait_wall_ms"] = r.exitWall
-	cancel()
+	visible := r.eventLat
+	if lw != nil {
+		visible = lw.wait(t, 60*time.Second)
+	}
+	b.m["exit_visible_p50_ms"] = percentile(visible, 50)
+	b.m["exit_visible_p99_ms"] = percentile(visible, 99)
+}
 
-	// Figures 4 and 5: stormExecs execs in one container.
-	r = b.burst(tc, fifo, ctrs[:1], stormExecs, "s", nil)
+// stormFigures: figures 4 and 5, stormExecs execs in one container.
+func (b *bencher) stormFigures(bp burstPodInfo) {
+	r := b.burst(bp.tc, bp.fifo, bp.ctrs[:1], stormExecs, "s", nil)
 	b.m["exec500_exit_wall_ms"] = r.exitWall
 	b.m["exec500_total_wall_ms"] = r.totalWall
 	b.m["exec500_other_cpu_ms"] = r.otherCPU
 	b.m["cpu_ms_per_1000_execs"] = r.cpuAll * 1000 / float64(stormExecs)
 	b.m["cpu_ms_per_1000_exits"] = r.cpuExit * 1000 / float64(stormExecs)
-	b.removePods([]string{podID})
 }
 
 type burstResult struct {

@@ -117,27 +117,9 @@ func (s *abSwap) use(b bool) {
 
 // stormOnly runs one pod with one container and the stormExecs burst.
 func (b *bencher) stormOnly() burstResult {
-	t, c := b.t, b.c
-	trig := filepath.Join(c.Dir, fmt.Sprintf("trig-%s-%d", b.rt, b.rep))
-	if err := os.MkdirAll(trig, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := harness.Pod{Name: fmt.Sprintf("lab%d-%s", b.rep, b.rt)}
-	if err := os.MkdirAll(filepath.Join(c.Dir, "pods", p.Name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	podPath := b.json("pod-"+p.Name, c.PodConfig(p))
-	podID := b.crictl("runp", "--runtime", b.rt, podPath)
-	cfg := c.ContainerConfig(sleeper("s0"))
-	cfg["mounts"] = []map[string]any{{"container_path": "/trig", "host_path": trig}}
-	id := b.crictl("create", podID, b.json("ctr", cfg), podPath)
-	b.crictl("start", id)
-	tc, err := c.Tasks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := b.burst(tc, filepath.Join(trig, "go"), []string{id}, stormExecs, "s", nil)
-	b.removePods([]string{podID})
+	bp := b.fifoPod(fmt.Sprintf("lab%d-%s", b.rep, b.rt), fmt.Sprintf("trig-%s-%d", b.rt, b.rep), "s0")
+	r := b.burst(bp.tc, bp.fifo, bp.ctrs, stormExecs, "s", nil)
+	b.removePods([]string{bp.podID})
 	return r
 }
 
