@@ -144,6 +144,9 @@ type loggedTask struct {
 // created again under the same id starts afresh at its creation record.
 func lookupTask(namespace, id string) loggedTask {
 	lt := loggedTask{who: exitmon.Identity{ID: id, Namespace: namespace}}
+	if !nodelog.Enabled() {
+		return lt
+	}
 	r, err := nodelog.OpenReader(nodelog.Dir())
 	if err != nil {
 		return lt // no log: nothing to delete from it
