@@ -29,7 +29,7 @@ installer: ## Build the node installer into .bin/containerd-shim-watch-installer
 installer-image: build installer ## Write the installer's image (shim + installer, no registry) to .bin/images/installer.tar
 	go run ./tests/images -out $(BIN)/images -installer $(BIN)/containerd-shim-watch-installer -shim $(SHIM)
 
-deps: ## Install Debian packages (crun among them), build containerd WATCH_CONTAINERD_VERSIONS and 2.4, runc, crictl, critest and test images into .bin/
+deps: ## Install Debian packages (crun among them), build containerd WATCH_CONTAINERD_VERSIONS and 2.4, runc, crictl, critest, Kubernetes v1.37 + etcd and test images into .bin/
 	scripts/install-deps.sh
 
 unit: ## Run the unit tests (no root needed)
@@ -37,7 +37,7 @@ unit: ## Run the unit tests (no root needed)
 
 e2e: deps build ## Run the end-to-end tests as root for WATCH_CONTAINERD_VERSIONS ("2.2 2.3 2.4"); E2E_RUN=regexp selects tests
 	@[ "$$(id -u)" = 0 ] || { echo "e2e: needs root"; exit 1; }
-	go test -tags e2e -count=1 -timeout 60m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
+	WATCH_E2E_REQUIRE_KUBERNETES=1 go test -tags e2e -count=1 -timeout 60m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./tests/...
 
 test: unit fuzz e2e ## Run unit tests, each fuzz target briefly, then the end-to-end tests
 
@@ -67,7 +67,8 @@ bench: deps build ## Benchmark watch vs stock shim on containerd 2.4 as root (BE
 	@[ "$$(id -u)" = 0 ] || { echo "bench: needs root"; exit 1; }
 	cd tests/bench && WATCH_REPO_ROOT=$(CURDIR) go test -tags 'bench e2e' -count=1 -timeout 90m -v -run '^TestBench$$' .
 
-# bench-k8s needs the Kubernetes components, which deps does not build.
+# bench-k8s needs only what the demo needs and the Kubernetes components,
+# not deps' full set.
 bench-k8s: build ## As root: on a private cluster, RuntimeClass watch vs runc: scale 0→20 Ready, shims' PSS, shim CPU per exec probe (~15 min)
 	@[ "$$(id -u)" = 0 ] || { echo "bench-k8s: needs root"; exit 1; }
 	scripts/install-deps.sh k8s
@@ -81,8 +82,8 @@ demo: build ## As root: a pod on the stock runtime and one on watch, containers 
 	go build -tags e2e -o $(BIN)/watch-demo ./tests/demo
 	$(BIN)/watch-demo
 
-# The cluster needs the Kubernetes components, which deps does not build
-# (`install-deps.sh k8s` does, with what the demo needs).
+# The cluster needs only what the demo needs and the Kubernetes components
+# (`install-deps.sh k8s`), not deps' full set.
 cluster: build ## As root: a private single-node Kubernetes cluster, the shim installed by deploy/'s DaemonSet, in the background; kubeconfig .cluster/kubeconfig
 	@[ "$$(id -u)" = 0 ] || { echo "cluster: needs root"; exit 1; }
 	scripts/install-deps.sh k8s

@@ -89,6 +89,7 @@ build_tools() {
 	build runc runc runc env CGO_ENABLED=1 go build -tags seccomp -o "$BIN/runc" github.com/opencontainers/runc
 	build critools crictl crictl go build -o "$BIN/crictl" sigs.k8s.io/cri-tools/cmd/crictl
 	build critools critest critest go test -c -o "$BIN/critest" sigs.k8s.io/cri-tools/cmd/critest
+	build_k8s_tools
 }
 
 # build_images writes the OCI archives; cheap enough to always rebuild.
@@ -134,9 +135,10 @@ build_k8s_tools() {
 		"$pkg/kube-apiserver" "$pkg/kube-controller-manager" "$pkg/kube-scheduler" "$pkg/kubelet" "$pkg/kubectl" ./etcd
 }
 
-# main [demo|k8s]: everything the tests need; with "demo" only what the
-# demo needs; with "k8s" what the demo needs plus the Kubernetes
-# components (not built by default: a cold build takes minutes).
+# main [demo|k8s]: everything the tests need, the Kubernetes components
+# of the cluster scenarios included; with "demo" only what the demo needs;
+# with "k8s" what the demo needs plus the Kubernetes components (for
+# `make cluster` and `make bench-k8s`).
 main() {
 	case "${1:-}" in
 	"" | demo | k8s) ;;

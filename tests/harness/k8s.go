@@ -108,16 +108,27 @@ func (b k8sBinaries) missing() []string {
 	return out
 }
 
+// RequireKubernetesEnv, set to 1, turns a missing Kubernetes binary from
+// a skip into a failure: `make e2e` sets it, as `make deps` builds them,
+// so CI cannot pass with the cluster scenarios silently skipped.
+const RequireKubernetesEnv = "WATCH_E2E_REQUIRE_KUBERNETES"
+
 // SkipWithoutKubernetes skips t when a Kubernetes binary is not in .bin
-// (scripts/install-deps.sh builds them only when asked: `install-deps.sh k8s`).
+// (scripts/install-deps.sh builds them), or fails it under
+// RequireKubernetesEnv.
 func SkipWithoutKubernetes(t testing.TB) {
 	t.Helper()
+	skip := t.Skipf
+	if os.Getenv(RequireKubernetesEnv) == "1" {
+		skip = t.Fatalf
+	}
 	bin, err := BinDir()
 	if err != nil {
-		t.Skipf("skipping: %v", err)
+		skip("kubernetes: %v", err)
+		return
 	}
 	if m := k8sBinariesIn(bin).missing(); len(m) > 0 {
-		t.Skipf("skipping: missing %s (run scripts/install-deps.sh k8s)", strings.Join(m, ", "))
+		skip("kubernetes: missing %s (run scripts/install-deps.sh)", strings.Join(m, ", "))
 	}
 }
 
