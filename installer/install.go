@@ -23,6 +23,7 @@ type Result struct {
 // containerd only when its configuration changed (or a previous change
 // was never followed by a restart). It reads and checks everything before
 // it writes anything: a config it refuses leaves every file unchanged.
+// A successful Install forgets an earlier RequestUninstall.
 func Install(ctx context.Context, o Options) (Result, error) {
 	o = o.withDefaults()
 	var r Result
@@ -74,8 +75,10 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		return r, err
 	}
 	logIf(o, r.Config, "added %s to the imports of %s (backup %s)", o.DropInPath(), o.Config, o.Config+BackupSuffix)
-	r.Restarted, err = o.restartIfChanged(ctx, r.DropIn || r.Config)
-	return r, err
+	if r.Restarted, err = o.restartIfChanged(ctx, r.DropIn || r.Config); err != nil {
+		return r, err
+	}
+	return r, o.forgetUninstall()
 }
 
 // writeConfig replaces the main config with data when it differs,
@@ -193,6 +196,9 @@ func Uninstall(ctx context.Context, o Options, force bool) (Result, error) {
 		return r, err
 	}
 	logIf(o, r.DropIn, "removed %s", o.DropInPath())
+	if err := o.forgetUninstall(); err != nil {
+		return r, err
+	}
 	if len(r.InUse) > 0 {
 		fmt.Fprintf(o.Log, "kept %s: %d task(s) still use it (%v); uninstall again once they are gone\n", o.ShimPath(), len(r.InUse), r.InUse)
 	} else if r.Binary, err = removeIfExists(o.host(o.ShimPath())); err != nil {
