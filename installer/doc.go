@@ -25,6 +25,16 @@
 // that binary for `shim delete` of every such task, and its CRI plugin
 // refuses exec into a pod whose runtime handler is no longer configured.
 //
+// Rewritten files keep the identity of the file they replace (mode,
+// owner, SELinux label and ACL; identity.go); directories the installer
+// creates are 0755 and root's.
+//
+// Check reports whether the installation is intact without changing
+// anything; KeepLabel, run by `run`, uses it to keep the node label in
+// step: set again while the installation is intact, removed (never
+// re-installed) when it is not, left off once RequestUninstall recorded
+// an uninstall.
+//
 // The install directory must be on containerd's PATH (/usr/local/bin is):
 // runtime_path serves new shims, but when containerd restarts it reloads a
 // container grouped into its pod's shim by the runtime type's binary name.

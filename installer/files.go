@@ -19,7 +19,7 @@ func writeIfChanged(path string, data []byte, perm fs.FileMode) (bool, error) {
 	if d, err := differs(path, data, perm); err != nil || !d {
 		return false, err
 	}
-	return true, writeAtomic(path, data, perm)
+	return true, writeAtomic(path, data, modeOnly(perm))
 }
 
 // differs reports whether path does not hold exactly data with mode perm.
@@ -35,10 +35,12 @@ func differs(path string, data []byte, perm fs.FileMode) (bool, error) {
 	return true, nil
 }
 
-// writeAtomic writes data to a temp file in path's directory, syncs it,
-// renames it over path and syncs the directory: after a crash path is
-// either the old file or the new one.
-func writeAtomic(path string, data []byte, perm fs.FileMode) error {
+// writeAtomic writes data to a temp file in path's directory, gives it
+// identity id, syncs it, renames it over path and syncs the directory:
+// after a crash path is either the old file or the new one, and never
+// a file with the installer's defaults in place of the operator's mode,
+// owner or label.
+func writeAtomic(path string, data []byte, id identity) error {
 	dir := filepath.Dir(path)
 	pattern := "." + filepath.Base(path) + ".tmp-*"
 	if err := removeStale(filepath.Join(dir, pattern)); err != nil {
@@ -53,9 +55,9 @@ func writeAtomic(path string, data []byte, perm fs.FileMode) error {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
-	if err := tmp.Chmod(perm); err != nil {
+	if err := id.apply(tmp); err != nil {
 		tmp.Close()
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()

@@ -23,6 +23,7 @@ type Result struct {
 // containerd only when its configuration changed (or a previous change
 // was never followed by a restart). It reads and checks everything before
 // it writes anything: a config it refuses leaves every file unchanged.
+// A successful Install forgets an earlier RequestUninstall.
 func Install(ctx context.Context, o Options) (Result, error) {
 	o = o.withDefaults()
 	var r Result
@@ -51,8 +52,8 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		return r, err
 	}
 	for _, d := range []string{o.InstallDir, o.ConfDir} {
-		if err := os.MkdirAll(o.host(d), 0o755); err != nil {
-			return r, fmt.Errorf("create %s: %w", d, err)
+		if err := o.ensureDir(d); err != nil {
+			return r, err
 		}
 	}
 	changes, err := differs(o.host(o.DropInPath()), dropIn, 0o644)
@@ -74,24 +75,29 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		return r, err
 	}
 	logIf(o, r.Config, "added %s to the imports of %s (backup %s)", o.DropInPath(), o.Config, o.Config+BackupSuffix)
-	r.Restarted, err = o.restartIfChanged(ctx, r.DropIn || r.Config)
-	return r, err
+	if r.Restarted, err = o.restartIfChanged(ctx, r.DropIn || r.Config); err != nil {
+		return r, err
+	}
+	return r, o.forgetUninstall()
 }
 
 // writeConfig replaces the main config with data when it differs,
-// keeping its permissions and a backup of what it held.
+// keeping a backup of what it held. Both files keep the config's
+// identity (mode, owner, SELinux label): a 0600 config holding registry
+// credentials must not get a world-readable backup, and a confined
+// containerd must still be allowed to read its config.
 func (o Options) writeConfig(cfg *mainConfig, data []byte) (bool, error) {
 	if bytes.Equal(cfg.data, data) {
 		return false, nil
 	}
-	st, err := os.Stat(cfg.file)
+	id, err := identityOf(cfg.file)
 	if err != nil {
-		return false, fmt.Errorf("stat %s: %w", o.Config, err)
+		return false, fmt.Errorf("config %s: %w", o.Config, err)
 	}
-	if err := writeAtomic(o.host(o.Config)+BackupSuffix, cfg.data, st.Mode().Perm()); err != nil {
+	if err := writeAtomic(o.host(o.Config)+BackupSuffix, cfg.data, id); err != nil {
 		return false, fmt.Errorf("back up %s: %w", o.Config, err)
 	}
-	if err := writeAtomic(cfg.file, data, st.Mode().Perm()); err != nil {
+	if err := writeAtomic(cfg.file, data, id); err != nil {
 		return false, fmt.Errorf("write %s: %w", o.Config, err)
 	}
 	return true, nil
@@ -104,7 +110,7 @@ func (o Options) markPendingIf(change bool) error {
 	if !change {
 		return nil
 	}
-	if err := writeAtomic(o.host(filepath.Join(o.ConfDir, pendingName)), nil, 0o644); err != nil {
+	if err := writeAtomic(o.host(filepath.Join(o.ConfDir, pendingName)), nil, modeOnly(0o644)); err != nil {
 		return fmt.Errorf("mark restart pending: %w", err)
 	}
 	return nil
@@ -190,6 +196,9 @@ func Uninstall(ctx context.Context, o Options, force bool) (Result, error) {
 		return r, err
 	}
 	logIf(o, r.DropIn, "removed %s", o.DropInPath())
+	if err := o.forgetUninstall(); err != nil {
+		return r, err
+	}
 	if len(r.InUse) > 0 {
 		fmt.Fprintf(o.Log, "kept %s: %d task(s) still use it (%v); uninstall again once they are gone\n", o.ShimPath(), len(r.InUse), r.InUse)
 	} else if r.Binary, err = removeIfExists(o.host(o.ShimPath())); err != nil {
@@ -217,16 +226,17 @@ func (o Options) restoredConfig(cfg *mainConfig) ([]byte, error) {
 	return cfg.withoutImport(o.DropInPath())
 }
 
-// replaceConfig writes data as the main config when it differs and
+// replaceConfig writes data as the main config when it differs, with
+// the config's current identity (mode, owner, SELinux label), and
 // removes the backup, which describes a state that no longer exists.
 func (o Options) replaceConfig(cfg *mainConfig, data []byte) (bool, error) {
 	changed := !bytes.Equal(cfg.data, data)
 	if changed {
-		st, err := os.Stat(cfg.file)
+		id, err := identityOf(cfg.file)
 		if err != nil {
-			return false, fmt.Errorf("stat %s: %w", o.Config, err)
+			return false, fmt.Errorf("config %s: %w", o.Config, err)
 		}
-		if err := writeAtomic(cfg.file, data, st.Mode().Perm()); err != nil {
+		if err := writeAtomic(cfg.file, data, id); err != nil {
 			return false, fmt.Errorf("write %s: %w", o.Config, err)
 		}
 	}

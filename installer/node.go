@@ -69,30 +69,64 @@ func (n *Node) Unlabel(ctx context.Context) error {
 	return n.patchLabel(ctx, nil)
 }
 
+// Labelled reports whether the node carries NodeLabel=true. It reads
+// with resourceVersion=0, from the API server's cache rather than etcd:
+// a periodic check on every node must be cheap, and a read a moment
+// stale is corrected by the next one.
+func (n *Node) Labelled(ctx context.Context) (bool, error) {
+	var node struct {
+		Metadata struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"metadata"`
+	}
+	body, err := n.do(ctx, http.MethodGet, "?resourceVersion=0", nil)
+	if err != nil {
+		return false, fmt.Errorf("get node %s: %w", n.Name, err)
+	}
+	if err := json.Unmarshal(body, &node); err != nil {
+		return false, fmt.Errorf("get node %s: %w", n.Name, err)
+	}
+	return node.Metadata.Labels[NodeLabel] == "true", nil
+}
+
 func (n *Node) patchLabel(ctx context.Context, value any) error {
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{NodeLabel: value}}})
 	if err != nil {
 		return err
 	}
+	if _, err := n.do(ctx, http.MethodPatch, "", body); err != nil {
+		return fmt.Errorf("patch node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// do sends one request about the node (a JSON merge patch when body is
+// set) and returns the body of its 200 answer.
+func (n *Node) do(ctx context.Context, method, query string, body []byte) ([]byte, error) {
 	token, err := os.ReadFile(n.tokenFile)
 	if err != nil {
-		return fmt.Errorf("service account token: %w", err)
+		return nil, fmt.Errorf("service account token: %w", err)
 	}
-	u := n.Server + "/api/v1/nodes/" + url.PathEscape(n.Name)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(body))
+	u := n.Server + "/api/v1/nodes/" + url.PathEscape(n.Name) + query
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/merge-patch+json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+	}
 	req.Header.Set("Authorization", "Bearer "+string(bytes.TrimSpace(token)))
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("patch node %s: %w", n.Name, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("patch node %s: %s: %s", n.Name, resp.Status, bytes.TrimSpace(msg))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data[:min(len(data), 4096)]))
+	}
+	return data, nil
 }

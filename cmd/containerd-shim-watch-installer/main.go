@@ -6,7 +6,9 @@
 //	install     install the shim and register the runtime (no label)
 //	uninstall   remove the node label (in a pod), then the runtime and the
 //	            shim once no task uses them (--force: the runtime at once)
-//	run         install, label the node, then wait for SIGTERM; uninstall
+//	run         install, label the node, then wait for SIGTERM, putting
+//	            the label back every --label-interval while the
+//	            installation is intact (installer.KeepLabel); uninstall
 //	            on exit only with --uninstall-on-exit; serve the node's
 //	            metrics meanwhile with --metrics-address
 //	metrics     serve the node's Prometheus metrics (127.0.0.1:9464 by
@@ -44,8 +46,13 @@ type config struct {
 	nodeName        string
 	uninstallOnExit bool
 	force           bool
+	labelInterval   time.Duration // 0: the label is set once
 	metrics         metricsConfig
 }
+
+// minLabelInterval keeps the label check from becoming a busy loop
+// against the API server.
+const minLabelInterval = time.Second
 
 func main() {
 	if len(os.Args) < 2 {
@@ -113,9 +120,17 @@ func parseFlags(cmd string, args []string) (*config, error) {
 		return nil, err
 	}
 	fs.BoolVar(&c.force, "force", force, "uninstall: remove runtime watch from containerd even while watch tasks run; their pods lose exec and container restarts ($WATCH_UNINSTALL_FORCE)")
+	interval, err := durationEnv("WATCH_LABEL_INTERVAL", installer.DefaultLabelInterval)
+	if err != nil {
+		return nil, err
+	}
+	fs.DurationVar(&c.labelInterval, "label-interval", interval, "run: how often to check that the node label is there while the installation is intact, and put it back (0: never; $WATCH_LABEL_INTERVAL)")
 	metricsFlags(fs, cmd, &c.metrics)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.labelInterval != 0 && c.labelInterval < minLabelInterval {
+		return nil, fmt.Errorf("label interval %s: want 0 (off) or at least %s", c.labelInterval, minLabelInterval)
 	}
 	if c.metrics.address != "" {
 		if err := nodemetrics.CheckAddress(c.metrics.address); err != nil {
@@ -142,6 +157,20 @@ func boolEnv(key string) (bool, error) {
 		return false, fmt.Errorf("$%s=%q: not a boolean (true or false)", key, v)
 	}
 	return b, nil
+}
+
+// durationEnv reads a duration environment variable (unset or empty:
+// def); a value that is not a duration is an error, not def.
+func durationEnv(key string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("$%s=%q: not a duration (e.g. 60s)", key, v)
+	}
+	return d, nil
 }
 
 func envOr(key, def string) string {
@@ -174,9 +203,15 @@ func install(cfg *config) error {
 	return nil
 }
 
+// uninstall records the request first, so that the label keeper of a
+// running installer pod leaves the label off, then removes the label and
+// the installation.
 func uninstall(cfg *config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
+	if err := installer.RequestUninstall(cfg.opts); err != nil {
+		return err
+	}
 	if err := label(ctx, cfg, false); err != nil {
 		return err
 	}
@@ -184,8 +219,8 @@ func uninstall(cfg *config) error {
 	return err
 }
 
-// run installs, labels the node and waits for SIGTERM or SIGINT, serving
-// the node's metrics meanwhile when an address is set.
+// run installs, labels the node and waits for SIGTERM or SIGINT, keeping
+// the label and serving the node's metrics meanwhile.
 func run(cfg *config) error {
 	ctx, stopMetrics := context.WithCancel(context.Background())
 	defer stopMetrics()
@@ -204,6 +239,7 @@ func run(cfg *config) error {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	labelDone := startLabelKeeper(ctx, cfg)
 	fmt.Println("installed; waiting for SIGTERM")
 	var s os.Signal
 	select {
@@ -215,12 +251,35 @@ func run(cfg *config) error {
 		s = <-sig
 	}
 	stopMetrics()
+	<-labelDone
 	if !cfg.uninstallOnExit {
 		fmt.Printf("%s: exiting, the shim stays installed (uninstall is explicit: --uninstall-on-exit or `uninstall`)\n", s)
 		return nil
 	}
 	fmt.Printf("%s: uninstalling\n", s)
 	return uninstall(cfg)
+}
+
+// startLabelKeeper runs installer.KeepLabel until ctx ends, when a node
+// is named and an interval set; the channel closes when it stopped.
+func startLabelKeeper(ctx context.Context, cfg *config) <-chan struct{} {
+	done := make(chan struct{})
+	if cfg.nodeName == "" || cfg.labelInterval == 0 {
+		close(done)
+		return done
+	}
+	n, err := installer.InClusterNode(cfg.nodeName)
+	if err != nil { // labelled a moment ago: not expected
+		fmt.Printf("node %s: label not kept: %v\n", cfg.nodeName, err)
+		close(done)
+		return done
+	}
+	fmt.Printf("node %s: checking label %s every %s\n", cfg.nodeName, installer.NodeLabel, cfg.labelInterval)
+	go func() {
+		defer close(done)
+		installer.KeepLabel(ctx, cfg.opts, n, cfg.labelInterval)
+	}()
+	return done
 }
 
 // label sets (on) or removes the node label when a node is named.

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // A boolean environment value that is not a boolean is refused, not read
 // as false: WATCH_UNINSTALL_ON_EXIT=yes must not silently keep the
@@ -49,6 +52,28 @@ func TestBadMetricsAddressRefused(t *testing.T) {
 	for _, addr := range []string{":9464", "0.0.0.0:9464", "[::1]:0", "localhost:9464"} {
 		if _, err := parseFlags("run", []string{"--metrics-address", addr}); err != nil {
 			t.Errorf("--metrics-address %q: %v", addr, err)
+		}
+	}
+}
+
+// The label interval defaults to a minute; a value that is not a
+// duration, or one so short it would poll the API server in a loop, is
+// refused; 0 turns the check off.
+func TestLabelInterval(t *testing.T) {
+	t.Setenv("WATCH_RESTART", "none")
+	if c, err := parseFlags("run", nil); err != nil || c.labelInterval != time.Minute {
+		t.Errorf("default: %v, %v; want 1m0s", c.labelInterval, err)
+	}
+	for _, v := range []string{"60", "soon", "10ms", "-5s"} {
+		t.Setenv("WATCH_LABEL_INTERVAL", v)
+		if c, err := parseFlags("run", nil); err == nil {
+			t.Errorf("WATCH_LABEL_INTERVAL=%s accepted: %v", v, c.labelInterval)
+		}
+	}
+	for v, want := range map[string]time.Duration{"0": 0, "2s": 2 * time.Second} {
+		t.Setenv("WATCH_LABEL_INTERVAL", v)
+		if c, err := parseFlags("run", nil); err != nil || c.labelInterval != want {
+			t.Errorf("WATCH_LABEL_INTERVAL=%s: %v, %v", v, c.labelInterval, err)
 		}
 	}
 }

@@ -21,6 +21,61 @@ const (
 	installerSelector = "app.kubernetes.io/name=watch-installer"
 )
 
+// labelInterval is the installer's label check interval in the tests
+// (WATCH_LABEL_INTERVAL; the DaemonSet's default is a minute).
+const labelInterval = 2 * time.Second
+
+// installerAccount returns kubectl's flags to act as the installer's
+// service account with a pod-bound token of a pod on node ("": a token
+// without node information).
+func installerAccount(node string) []string {
+	as := []string{"--as=system:serviceaccount:" + installerNS + ":watch-installer"}
+	if node != "" {
+		as = append(as, "--as-user-extra=authentication.kubernetes.io/node-name="+node)
+	}
+	return as
+}
+
+// applyOwnNodePolicy applies deploy/optional/own-node-policy.yaml, waits
+// until the API server enforces it and checks what it denies the
+// installer's account: the label on another node, another label, another
+// value, a taint, and any change by a token without node information.
+func applyOwnNodePolicy(t *testing.T, k *harness.Cluster) {
+	t.Helper()
+	root, _ := harness.RepoRoot()
+	policy, err := os.ReadFile(filepath.Join(root, "deploy", "optional", "own-node-policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(string(policy)); err != nil {
+		t.Fatal(err)
+	}
+	const otherNode, onlyLabel = "only the node its pod runs on", "only the label " + harness.InstallerLabel
+	// A server-side dry run goes through admission and changes nothing,
+	// whether the policy denies it or not.
+	denied := func(want string, args ...string) (bool, string) {
+		out, err := k.Kubectl(append(args, "--dry-run=server")...)
+		return err != nil && strings.Contains(err.Error(), want), fmt.Sprintf("%s %v", out, err)
+	}
+	waitFor(t, 30*time.Second, "policy enforced", func() (bool, string) {
+		return denied(otherNode, append([]string{"label", "node", k.NodeName, harness.InstallerLabel + "-"}, installerAccount("other-node")...)...)
+	})
+	self := installerAccount(k.NodeName)
+	for _, c := range []struct {
+		want string
+		args []string
+	}{
+		{onlyLabel, append([]string{"label", "node", k.NodeName, "evil=1"}, self...)},
+		{onlyLabel, append([]string{"label", "node", k.NodeName, "--overwrite", harness.InstallerLabel + "=false"}, self...)},
+		{onlyLabel, append([]string{"taint", "node", k.NodeName, "evil=1:NoSchedule"}, self...)},
+		{otherNode, append([]string{"label", "node", k.NodeName, harness.InstallerLabel + "-"}, installerAccount("")...)},
+	} {
+		if ok, desc := denied(c.want, c.args...); !ok {
+			t.Errorf("kubectl %v: %s; want denied (%q)", c.args, desc, c.want)
+		}
+	}
+}
+
 // buildShimVersion builds the shim as `make build` does, with version v:
 // a binary that differs from .bin's.
 func buildShimVersion(t *testing.T, v string) string {

@@ -21,7 +21,9 @@ import (
 // signal:PIDFILE method. Then: the node is labelled, a pod on
 // RuntimeClass watch and one on the default runc run with exec and logs;
 // a re-run (the installer pod recreated) changes no file and does not
-// restart containerd; an upgrade (a new image rolled out) replaces the
+// restart containerd; a label removed with kubectl comes back within the
+// label check's interval, through deploy/optional's admission policy,
+// which denies the installer's account any other change; an upgrade (a new image rolled out) replaces the
 // binary under the running watch pod, which keeps working, while a new
 // pod runs the new binary; a malformed config is refused with nothing
 // changed; uninstall with a watch pod running removes the label only
@@ -56,6 +58,7 @@ func TestKubernetesInstaller(t *testing.T) {
 
 	t.Run("pods", func(t *testing.T) { runPods(t, k) })
 	t.Run("rerun", func(t *testing.T) { pod = rerunChangesNothing(t, k, p, pod) })
+	t.Run("relabel", func(t *testing.T) { pod = relabel(t, k) })
 	t.Run("upgrade", func(t *testing.T) { pod = upgrade(t, k, p) })
 	t.Run("malformed", func(t *testing.T) { malformedRefused(t, k, p, pod) })
 	t.Run("uninstall", func(t *testing.T) { uninstall(t, k, p, pod, original) })
@@ -132,6 +135,52 @@ func rerunChangesNothing(t *testing.T, k *harness.Cluster, p harness.NodePaths, 
 		t.Errorf("containerd pid %d after the re-run, was %d: restarted for nothing", got, pid)
 	}
 	return newPod
+}
+
+// relabel shortens the label check to labelInterval (a rollout), applies
+// deploy/optional's policy confining the installer's service account to
+// its own node's label, and checks that the policy denies that account
+// any other change. Then the label, removed with kubectl by an admin and
+// by the account itself, comes back each time: the installer puts it
+// back with its pod's token, through the policy. It returns the new
+// installer pod.
+func relabel(t *testing.T, k *harness.Cluster) string {
+	if _, err := k.Kubectl("set", "env", "-n", installerNS, "daemonset/watch-installer", "WATCH_LABEL_INTERVAL="+labelInterval.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Kubectl("rollout", "status", "-n", installerNS, "daemonset/watch-installer", "--timeout=2m"); err != nil {
+		t.Fatal(err)
+	}
+	pod, logs := waitInstalled(t, k)
+	if !strings.Contains(logs, "every "+labelInterval.String()) {
+		t.Fatalf("installer pod %s does not check its label every %s:\n%s", pod, labelInterval, logs)
+	}
+	applyOwnNodePolicy(t, k)
+	labelled := func() (bool, string) {
+		l := nodeLabel(t, k)
+		return l == "true", "label " + l
+	}
+	restored := func() int {
+		logs, _ := k.Kubectl("logs", "-n", installerNS, pod)
+		return strings.Count(logs, "was missing: set again")
+	}
+	if ok, desc := labelled(); !ok {
+		t.Fatalf("before the label's removal: %s", desc)
+	}
+	before := restored()
+	for _, as := range [][]string{nil, installerAccount(k.NodeName)} {
+		start := time.Now()
+		if out, err := k.Kubectl(append([]string{"label", "node", k.NodeName, harness.InstallerLabel + "-"}, as...)...); err != nil {
+			t.Fatalf("remove the label %v: %v\n%s", as, err, out)
+		}
+		waitFor(t, 30*time.Second, "label back", labelled)
+		t.Logf("label removed (%v): back after %s", as, time.Since(start).Round(100*time.Millisecond))
+	}
+	if n := restored() - before; n != 2 {
+		logs, _ = k.Kubectl("logs", "-n", installerNS, pod)
+		t.Errorf("installer log has %d new label restorations, want 2:\n%s", n, logs)
+	}
+	return pod
 }
 
 // upgrade rolls out an installer image holding another shim build: the
@@ -260,9 +309,12 @@ func uninstall(t *testing.T, k *harness.Cluster, p harness.NodePaths, pod string
 	if err := k.Apply(sleepPod("late-watch", "watch")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(2*labelInterval + time.Second) // the label check runs meanwhile
 	if st := getPod(t, k, "late-watch"); st.Status.Phase != "Pending" {
 		t.Errorf("a watch pod created after uninstall is %s, want Pending (node unlabelled)", st.Status.Phase)
+	}
+	if l := nodeLabel(t, k); l != "" {
+		t.Errorf("label %q back while the uninstall waits for the watch pods", l)
 	}
 
 	if _, err := k.Kubectl("delete", "pod", "--wait", "--timeout=2m", "sleep-watch", "sleep-runc", "late-watch", "upgrade-watch"); err != nil {
