@@ -27,7 +27,9 @@ import (
 //
 // BENCH_PERF=DIR also records the shims with `perf record -g` during that
 // window (DIR/perf-<rt>-<rep>-<burst>.data; perf's cost skews the figures), and
-// BENCH_PERF_SYSTEM=1 the whole machine instead, without stacks.
+// BENCH_PERF_SYSTEM=1 the whole machine instead, without stacks, and
+// BENCH_PERF_SYSCALLS=1 counts the shims' system calls instead (`perf
+// trace -s`, DIR/perf-<rt>-<rep>-<burst>-syscalls.txt).
 // BENCH_BURST=1 runs figures 3 to 5 instead (the 200-exec burst over 4
 // containers with its exit event latencies, then the 500-exec one).
 // BENCH_ONLY=watch (or runc) measures one runtime only. BENCH_AB=BINARY
@@ -138,6 +140,10 @@ func (b *bencher) startPerf(shims []int, prefix string) func() {
 	args := []string{"record", "-F", "4999", "-g", "-o", out, "-p", strings.Join(ps, ",")}
 	if os.Getenv("BENCH_PERF_SYSTEM") != "" { // the whole machine, to see who else runs
 		args = []string{"record", "-F", "4999", "-a", "-o", out}
+	}
+	if os.Getenv("BENCH_PERF_SYSCALLS") != "" { // count the shims' system calls
+		out = strings.TrimSuffix(out, ".data") + "-syscalls.txt"
+		args = []string{"trace", "-s", "-o", out, "-p", strings.Join(ps, ",")}
 	}
 	cmd := exec.Command("perf", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
