@@ -320,6 +320,8 @@ func (b *bencher) stormFigures(bp burstPodInfo) {
 	b.m["exec500_other_cpu_ms"] = r.otherCPU
 	b.m["cpu_ms_per_1000_execs"] = r.cpuAll * 1000 / float64(stormExecs)
 	b.m["cpu_ms_per_1000_exits"] = r.cpuExit * 1000 / float64(stormExecs)
+	b.m["sys_ms_per_1000_exits"] = r.sysExit * 1000 / float64(stormExecs)
+	b.m["ctx_switches_per_exit"] = float64(r.ctxExit) / float64(stormExecs)
 }
 
 type burstResult struct {
@@ -330,6 +332,8 @@ type burstResult struct {
 	cpuExit   float64   // shim CPU ms from the release until the last Wait returned
 	schedExit float64   // the same from the threads' schedstat (ns resolution, live threads only)
 	otherCPU  float64   // ms of machine CPU from the release until the last Wait, less the shim's, per CPU
+	sysExit   float64   // of cpuExit, the kernel's share (stime)
+	ctxExit   int       // the shim threads' context switches from the release until the last Wait
 	eventLat  []float64 // ms from exited_at to receipt by the ctr events subscriber
 	shimLat   []float64 // ms from exited_at to the envelope timestamp the shim set when it sent the event
 }
@@ -351,6 +355,7 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	// Event receipts, recorded as soon as ctr prints them.
 	var evMu sync.Mutex
 	var eventLat, shimLat []float64
+	var trace []eventTimes
 	evDone := make(chan struct{})
 	want := map[string]bool{}
 	for i := 0; i < n; i++ {
@@ -368,9 +373,11 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 				}
 				evMu.Lock()
 				eventLat = append(eventLat, ms(now.Sub(e.ExitedAt)))
-				if sent, err := time.Parse(ctrTimeLayout, e.Timestamp); err == nil {
+				sent, err := time.Parse(ctrTimeLayout, e.Timestamp)
+				if err == nil {
 					shimLat = append(shimLat, ms(sent.Sub(e.ExitedAt)))
 				}
+				trace = append(trace, eventTimes{id: e.ID, exited: e.ExitedAt, sent: sent, received: now})
 				evMu.Unlock()
 				if got++; got == n {
 					return
@@ -446,8 +453,9 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	waitBlocked(t, pids)
 	time.Sleep(500 * time.Millisecond) // let every Wait reach the shim
 
-	stopPerf := b.startPerf(shims)
+	stopPerf := b.startPerf(shims, prefix)
 	cpuR, schedR, busyR := shimCPU(shims), schedCPU(shims), machineBusy(t)
+	sysR, ctxR := shimSysCPU(shims), contextSwitches(shims)
 	tRelease := time.Now()
 	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
 	if err != nil {
@@ -456,6 +464,7 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	f.Close()
 	waits.Wait()
 	cpuW, schedW, busyW := shimCPU(shims), schedCPU(shims), machineBusy(t)
+	sysW, ctxW := shimSysCPU(shims), contextSwitches(shims)
 	stopPerf()
 	if len(errs) > 0 {
 		t.Fatalf("%s: %d errors waiting for execs, first: %s", b.rt, len(errs), errs[0])
@@ -504,7 +513,10 @@ func (b *bencher) burst(tc tasks.TasksClient, fifo string, ctrs []string, n int,
 	os.Remove(fifo)
 	evMu.Lock()
 	defer evMu.Unlock()
+	b.writeTrace(prefix, tRelease, trace)
 	return burstResult{
+		sysExit:   sysW - sysR,
+		ctxExit:   ctxW - ctxR,
 		exitWall:  ms(last.Sub(tRelease)),
 		reapWall:  ms(lastExit.Sub(tRelease)),
 		totalWall: ms(last.Sub(tStart)),

@@ -26,8 +26,10 @@ import (
 //	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestExitLab$' .
 //
 // BENCH_PERF=DIR also records the shims with `perf record -g` during that
-// window (DIR/perf-<rt>-<rep>.data; perf's cost skews the figures), and
-// BENCH_PERF_SYSTEM=1 the whole machine instead, without stacks.
+// window (DIR/perf-<rt>-<rep>-<burst>.data; perf's cost skews the figures), and
+// BENCH_PERF_SYSTEM=1 the whole machine instead, without stacks, and
+// BENCH_PERF_SYSCALLS=1 counts the shims' system calls instead (`perf
+// trace -s`, DIR/perf-<rt>-<rep>-<burst>-syscalls.txt).
 // BENCH_BURST=1 runs figures 3 to 5 instead (the 200-exec burst over 4
 // containers with its exit event latencies, then the 500-exec one).
 // BENCH_ONLY=watch (or runc) measures one runtime only. BENCH_AB=BINARY
@@ -52,17 +54,17 @@ func TestExitLab(t *testing.T) {
 				// its event latencies, then the 500-exec one.
 				b.m = map[string]float64{}
 				b.burstFigures()
-				line := fmt.Sprintf("200: event p50 %.1f p99 %.1f ms, shim sent p99 %.1f ms, wall %.0f ms; 500: wall %.0f ms, cpu/1000 exits %.0f ms; load %s",
+				line := fmt.Sprintf("200: event p50 %.1f p99 %.1f ms, shim sent p99 %.1f ms, wall %.0f ms; 500: wall %.0f ms, cpu/1000 exits %.0f ms (sys %.0f), ctx switches/exit %.1f; load %s",
 					b.m["exit_event_p50_ms"], b.m["exit_event_p99_ms"], b.m["exit_send_p99_ms"], b.m["burst200_wait_wall_ms"],
-					b.m["exec500_exit_wall_ms"], b.m["cpu_ms_per_1000_exits"], loadavg())
+					b.m["exec500_exit_wall_ms"], b.m["cpu_ms_per_1000_exits"], b.m["sys_ms_per_1000_exits"], b.m["ctx_switches_per_exit"], loadavg())
 				t.Logf("rep %d %s: %s", rep, name, line)
 				sums[name] = append(sums[name], line)
 				continue
 			}
 			r := b.stormOnly()
-			line := fmt.Sprintf("wall %.0f ms (last reap %.0f ms, all but the shim %.0f ms), cpu/1000 exits %.0f ms (schedstat %.0f ms), cpu/1000 execs %.0f ms, load %s",
+			line := fmt.Sprintf("wall %.0f ms (last reap %.0f ms, all but the shim %.0f ms), cpu/1000 exits %.0f ms (schedstat %.0f ms, sys %.0f ms), ctx switches/exit %.1f, cpu/1000 execs %.0f ms, load %s",
 				r.exitWall, r.reapWall, r.otherCPU, r.cpuExit*1000/float64(stormExecs), r.schedExit*1000/float64(stormExecs),
-				r.cpuAll*1000/float64(stormExecs), loadavg())
+				r.sysExit*1000/float64(stormExecs), float64(r.ctxExit)/float64(stormExecs), r.cpuAll*1000/float64(stormExecs), loadavg())
 			t.Logf("rep %d %s: %s", rep, name, line)
 			sums[name] = append(sums[name], line)
 		}
@@ -124,8 +126,9 @@ func (b *bencher) stormOnly() burstResult {
 }
 
 // startPerf starts `perf record` on the shims when b.perf is set and
-// returns the function that stops it.
-func (b *bencher) startPerf(shims []int) func() {
+// returns the function that stops it. prefix names the burst (x: the
+// 200-exec one, s: the 500-exec one).
+func (b *bencher) startPerf(shims []int, prefix string) func() {
 	if b.perf == "" {
 		return func() {}
 	}
@@ -133,10 +136,14 @@ func (b *bencher) startPerf(shims []int) func() {
 	for _, p := range shims {
 		ps = append(ps, strconv.Itoa(p))
 	}
-	out := filepath.Join(b.perf, fmt.Sprintf("perf-%s-%d.data", b.rt, b.rep))
+	out := filepath.Join(b.perf, fmt.Sprintf("perf-%s-%d-%s.data", b.rt, b.rep, prefix))
 	args := []string{"record", "-F", "4999", "-g", "-o", out, "-p", strings.Join(ps, ",")}
 	if os.Getenv("BENCH_PERF_SYSTEM") != "" { // the whole machine, to see who else runs
 		args = []string{"record", "-F", "4999", "-a", "-o", out}
+	}
+	if os.Getenv("BENCH_PERF_SYSCALLS") != "" { // count the shims' system calls
+		out = strings.TrimSuffix(out, ".data") + "-syscalls.txt"
+		args = []string{"trace", "-s", "-o", out, "-p", strings.Join(ps, ",")}
 	}
 	cmd := exec.Command("perf", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
