@@ -142,10 +142,12 @@ func (t *Domain) onExit(p *Exit, st Status) {
 			hook()
 		}
 	}
-	logger(context.Background()).WithFields(map[string]any{
-		"id": t.id, "exec_id": p.execID, "pid": st.Pid, "status": st.Code, "oom": st.OOM,
-		"sandbox": t.who.Sandbox, "pod": t.who.PodNamespace + "/" + t.who.PodName,
-	}).Debug("exit")
+	if debugEnabled() {
+		logger(context.Background()).WithFields(map[string]any{
+			"id": t.id, "exec_id": p.execID, "pid": st.Pid, "status": st.Code, "oom": st.OOM,
+			"sandbox": t.who.Sandbox, "pod": t.who.PodNamespace + "/" + t.who.PodName,
+		}).Debug("exit")
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p.reaped = &st

@@ -282,6 +282,11 @@ type Counters struct {
 
 func logger(ctx context.Context) *log.Entry { return log.G(ctx).WithField("component", "exitmon") }
 
+// debugEnabled reports whether debug entries are written (containerd
+// starts shims with -debug only at its own debug level): per-exit debug
+// fields are built only then, not on every exit of a node at info level.
+func debugEnabled() bool { return log.L.Logger.IsLevelEnabled(log.DebugLevel) }
+
 // Drain waits until every queued event has been delivered or ctx ends. The
 // shim calls it before exiting so the last TaskExit/TaskDelete of its last
 // task is not lost with the process.
