@@ -694,20 +694,27 @@ func machineBusy(t *testing.T) float64 {
 func shimCPU(pids []int) float64 {
 	var ticks float64
 	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
+		u, st := procTicks(pid)
 		ticks += u + st
 	}
 	return ticks * 1000 / clockTicks
+}
+
+// procTicks returns utime and stime of pid in clock ticks from
+// /proc/PID/stat (0, 0 when it is gone).
+func procTicks(pid int) (utime, stime float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, 0
+	}
+	utime, _ = strconv.ParseFloat(f[11], 64)
+	stime, _ = strconv.ParseFloat(f[12], 64)
+	return utime, stime
 }
 
 const clockTicks = 100 // sysconf(_SC_CLK_TCK) on Linux

@@ -51,17 +51,7 @@ func (b *bencher) writeTrace(prefix string, release time.Time, trace []eventTime
 func shimSysCPU(pids []int) float64 {
 	var ticks float64
 	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 {
-			continue
-		}
-		var st float64
-		fmt.Sscan(f[12], &st)
+		_, st := procTicks(pid)
 		ticks += st
 	}
 	return ticks * 1000 / clockTicks
