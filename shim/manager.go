@@ -109,15 +109,29 @@ func (m *Manager) Stop(ctx context.Context, f flags) (exitmon.Status, error) {
 	if err := identifiers.Validate(f.id); err != nil {
 		return exitmon.Status{}, err
 	}
+	if f.debug {
+		_ = log.SetLevel("debug")
+	}
 	bundle := f.bundle
 	r := proc.RuncFor(f.namespace, bundle)
+	began := time.Now()
 	if err := r.Delete(ctx, f.id, &runc.DeleteOpts{Force: true}); err != nil {
 		log.G(ctx).WithError(err).Warn("runc delete")
 	}
+	deleted := time.Now()
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
 	}
+	unmounted := time.Now()
 	lt := lookupTask(f.namespace, f.id)
+	defer func() {
+		// containerd logs what `delete` writes to stderr: with -debug
+		// the time of each step shows where a slow cleanup spent it.
+		log.G(ctx).WithFields(log.Fields{
+			"id": f.id, "runc_delete": deleted.Sub(began), "unmount": unmounted.Sub(deleted),
+			"node_log": time.Since(unmounted),
+		}).Debug("delete action")
+	}()
 	st := lt.exit
 	if st == nil {
 		pid, _ := proc.InitPid(bundle)

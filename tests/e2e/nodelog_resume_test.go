@@ -147,7 +147,9 @@ func TestNodeLogResume(t *testing.T) {
 		if len(pids) != 1 {
 			t.Fatalf("watch shims %v, want the victim's alone", pids)
 		}
+		events := subscribe(t, c)
 		syscall.Kill(pids[0], syscall.SIGKILL)
+		waitDeadShimCleaned(t, events, victimID, vct)
 		waitState(t, c, vct, "CONTAINER_EXITED")
 		mustCrictl(t, c, "rm", vct)
 		mustCrictl(t, c, "stopp", victimID)

@@ -95,6 +95,26 @@ func mustCrictl(t *testing.T, c *harness.Containerd, args ...string) string {
 	return out
 }
 
+// waitDeadShimCleaned waits until containerd has finished cleaning up
+// after a killed shim: it runs `shim delete` for each of the shim's tasks
+// in the background, and until that returns a CRI call that deletes one of
+// them fails with "ttrpc: closed" (the kubelet would retry it). The end of
+// each is the TaskDelete event containerd publishes for it. `shim delete`
+// takes as long as runc delete --force, which waits until the node's init
+// reaps the orphaned pause process: on these machines it reaps about every
+// 2 s.
+func waitDeadShimCleaned(t *testing.T, events <-chan harness.Event, ids ...string) {
+	t.Helper()
+	pending := map[string]bool{}
+	for _, id := range ids {
+		pending[id] = true
+	}
+	for len(pending) > 0 {
+		e := waitEvent(t, events, func(e harness.Event) bool { return e.Topic == "/tasks/delete" && pending[e.ContainerID] })
+		delete(pending, e.ContainerID)
+	}
+}
+
 // waitState polls the CRI state of container id until it is want (30 s).
 func waitState(t *testing.T, c *harness.Containerd, id, want string) {
 	t.Helper()

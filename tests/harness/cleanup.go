@@ -14,15 +14,47 @@ import (
 	"time"
 )
 
+// FailureLogDir keeps the whole containerd log of every failed test (of
+// every test with KeepLogsEnv=1), under a directory named for the test and
+// the time: CI prints only a part of the output, and its machine is the
+// one we work on.
+const FailureLogDir = "/var/tmp/watch-e2e-failures"
+
+// KeepLogsEnv set to 1 keeps the containerd log of passing tests too.
+const KeepLogsEnv = "WATCH_E2E_KEEP_LOGS"
+
 // cleanupForTest is registered with t.Cleanup: it dumps containerd's log
-// tail when the test failed, then removes everything.
+// tail when the test failed and keeps the whole log, then removes
+// everything.
 func (c *Containerd) cleanupForTest() {
 	if c.t.Failed() {
 		c.t.Logf("containerd %s log tail (%s):\n%s", c.Version, c.LogPath(), c.LogTail(60))
 	}
+	if c.t.Failed() || os.Getenv(KeepLogsEnv) == "1" {
+		if kept, err := c.keepLog(); err != nil {
+			c.t.Logf("keep containerd log: %v", err)
+		} else {
+			c.t.Logf("whole containerd log kept in %s", kept)
+		}
+	}
 	for _, problem := range c.Cleanup() {
 		c.t.Errorf("cleanup: %s", problem)
 	}
+}
+
+// keepLog copies containerd's log to FailureLogDir.
+func (c *Containerd) keepLog() (string, error) {
+	name := regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(c.t.Name(), "_")
+	dir := filepath.Join(FailureLogDir, time.Now().UTC().Format("20060102-150405")+"-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(c.LogPath())
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "containerd.log")
+	return dst, os.WriteFile(dst, data, 0o644)
 }
 
 // Cleanup removes all pods, containers and tasks, stops containerd, kills
