@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,9 +240,17 @@ func checkCase(t *testing.T, c *harness.Containerd, rt runtime, mc *mCase, r res
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq := checkNumbered(stdoutTexts(lines), mLines, " "+mPad)
+	texts := stdoutTexts(lines)
+	seq := checkNumbered(texts, mLines, " "+mPad)
 	t.Logf("%s: %s: lines at stop %d, at restart %d, final %s; exit %d %s, %s after containerd returned",
 		rt.Handler, mc.name, mc.atStop, mc.atRestart, seq.summary, st.ExitCode, st.Reason, after.Round(100*time.Millisecond))
+	if !seq.ok {
+		if lost, ok := containerdLoss(texts, mc.atStop); ok {
+			t.Logf("%s: %s: containerd lost lines %d..%d, which it had read from the fifo but not yet written to the CRI log when it stopped; every other line is there",
+				rt.Handler, mc.name, mc.atStop, mc.atStop+lost-1)
+			seq.ok = true
+		}
+	}
 	if !seq.ok {
 		report(t, rt, "container %s: CRI log lost or garbled output: %s", mc.name, seq.summary)
 	}
@@ -329,6 +338,48 @@ func checkNumbered(texts []string, n int, suffix string) numbered {
 		summary += fmt.Sprintf(" = 0..%d whole", n-1)
 	}
 	return numbered{ok: len(problems) == 0 && len(texts) == n, summary: summary}
+}
+
+// maxContainerdLoss is what containerd's CRI holds of a container's
+// output between reading it from the fifo and writing it to the log: the
+// io.Copy buffer (32 KiB) and the line reader's (4 KiB), in lines.
+const maxContainerdLoss = (32<<10 + 4<<10) / mLineLen
+
+// containerdLoss says whether the matrix log texts is whole but for lines
+// containerd read and never wrote: a run of at most maxContainerdLoss
+// lines missing right where the log ended when containerd had stopped
+// (atStop lines), possibly followed by the tail of a line whose head it
+// had read. The shim never reads its stdout fifos, so it cannot take
+// those lines; that the fifo keeps what containerd did not read is
+// TestOutputSurvivesReaderRestart's (proc), with a reader that counts.
+func containerdLoss(texts []string, atStop int) (int, bool) {
+	if atStop >= len(texts) {
+		return 0, false
+	}
+	rest := texts[atStop:]
+	expected := func(i int) string { return strconv.Itoa(i) + " " + mPad }
+	next, _, _ := strings.Cut(rest[0], " ")
+	resume, err := strconv.Atoi(next)
+	if err != nil || rest[0] != expected(resume) {
+		// The tail of line resume-1, then line resume.
+		if len(rest) < 2 {
+			return 0, false
+		}
+		next, _, _ = strings.Cut(rest[1], " ")
+		if resume, err = strconv.Atoi(next); err != nil || !strings.HasSuffix(expected(resume-1), rest[0]) {
+			return 0, false
+		}
+		rest = rest[1:]
+	}
+	lost := resume - atStop
+	if lost <= 0 || lost > maxContainerdLoss {
+		return 0, false
+	}
+	whole := slices.Concat(texts[:atStop], make([]string, lost), rest)
+	for i := range lost {
+		whole[atStop+i] = expected(atStop + i)
+	}
+	return lost, checkNumbered(whole, mLines, " "+mPad).ok
 }
 
 func abbreviate(s string) string {
@@ -601,4 +652,46 @@ func newFDs(before, after map[string]int) []string {
 		}
 	}
 	return out
+}
+
+// TestContainerdLossRule: what the matrix puts down to containerd's own
+// buffers, and what it still fails on. No containerd needed.
+func TestContainerdLossRule(t *testing.T) {
+	line := func(i int) string { return strconv.Itoa(i) + " " + mPad }
+	log := func(skip func(i int) bool, extra map[int]string) []string {
+		var out []string
+		for i := range mLines {
+			if s, ok := extra[i]; ok {
+				out = append(out, s)
+			}
+			if !skip(i) {
+				out = append(out, line(i))
+			}
+		}
+		return out
+	}
+	between := func(a, b int) func(int) bool { return func(i int) bool { return i >= a && i <= b } }
+	for _, c := range []struct {
+		name   string
+		texts  []string
+		atStop int
+		lost   int
+		ok     bool
+	}{
+		{"CI 2026-12-02: 446..449 lost at the stop", log(between(446, 449), nil), 446, 4, true},
+		{"the head of a line read too", log(between(446, 449), map[int]string{450: line(449)[50:]}), 446, 4, true},
+		{"as much as containerd can hold", log(between(100, 100+maxContainerdLoss-1), nil), 100, maxContainerdLoss, true},
+		{"more than containerd can hold", log(between(100, 100+maxContainerdLoss), nil), 100, 0, false},
+		{"a gap a few lines after the stop", log(between(450, 452), nil), 446, 0, false},
+		{"a gap after the stop, where the log went on", log(between(440, 445), nil), 436, 0, false},
+		{"a second gap later", log(func(i int) bool { return (i >= 446 && i <= 449) || i == 3000 }, nil), 446, 0, false},
+		{"a line twice", log(between(446, 449), map[int]string{2000: line(1999)}), 446, 0, false},
+		{"a fragment that is no line's tail", log(between(446, 449), map[int]string{450: "garbage"}), 446, 0, false},
+		{"nothing lost", log(func(int) bool { return false }, nil), 446, 0, false},
+	} {
+		lost, ok := containerdLoss(c.texts, c.atStop)
+		if ok != c.ok || (ok && lost != c.lost) {
+			t.Errorf("%s: containerdLoss = %d, %v; want %d, %v", c.name, lost, ok, c.lost, c.ok)
+		}
+	}
 }
