@@ -23,6 +23,9 @@ const FailureLogDir = "/var/tmp/watch-e2e-failures"
 // KeepLogsEnv set to 1 keeps the containerd log of passing tests too.
 const KeepLogsEnv = "WATCH_E2E_KEEP_LOGS"
 
+// keptLogs is how many logs FailureLogDir keeps: the oldest go first.
+const keptLogs = 50
+
 // cleanupForTest is registered with t.Cleanup: it dumps containerd's log
 // tail when the test failed and keeps the whole log, then removes
 // everything.
@@ -54,7 +57,24 @@ func (c *Containerd) keepLog() (string, error) {
 		return "", err
 	}
 	dst := filepath.Join(dir, "containerd.log")
-	return dst, os.WriteFile(dst, data, 0o644)
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		return "", err
+	}
+	pruneKeptLogs()
+	return dst, nil
+}
+
+// pruneKeptLogs removes all but the newest keptLogs directories of
+// FailureLogDir (their names start with the time, so they sort by it).
+func pruneKeptLogs() {
+	entries, err := os.ReadDir(FailureLogDir)
+	if err != nil {
+		return
+	}
+	for len(entries) > keptLogs {
+		_ = os.RemoveAll(filepath.Join(FailureLogDir, entries[0].Name()))
+		entries = entries[1:]
+	}
 }
 
 // Cleanup removes all pods, containers and tasks, stops containerd, kills
