@@ -95,21 +95,53 @@ func TestKubernetesExecProbes(t *testing.T) {
 	compareLevels(t, before["watch"], after["watch"])
 }
 
-// quietSettle is how long quietLevels lets the probes in flight end.
+// quietSettle is how long the probes in flight get to end once the
+// kubelet is paused, before the first measurement.
 const quietSettle = 3 * time.Second
 
-// quietLevels measures the shims of both runtimes with the kubelet
-// paused, once the probes in flight have ended: what a shim holds between
-// probes, the same whenever it is measured unless something leaks.
-func quietLevels(t *testing.T, k *harness.Cluster) map[string]shimLevel {
+// settleTimeout bounds how long settledLevels keeps the kubelet paused.
+// No probe starts while it is paused and containerd ends every exec
+// within the probe's 5 s timeout, so a shim still above its level by then
+// leaked. On a loaded 2-core machine an exec of `true` took up to 4.4 s
+// (CI, 20 probed pods beside the control plane): a single measurement
+// 3 s into the pause, as this test once made, caught one in flight.
+const settleTimeout = 20 * time.Second
+
+// pauseKubelet stops the kubelet, so no probe starts, until the returned
+// func (or the test's end) resumes it.
+func pauseKubelet(t *testing.T, k *harness.Cluster) func() {
 	t.Helper()
 	resume, err := k.PauseKubelet()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resume()
 	t.Cleanup(resume)
+	return resume
+}
+
+// quietLevels measures the shims of both runtimes with the kubelet
+// paused, once the probes in flight have ended: what a shim holds between
+// probes, the same whenever it is measured unless something leaks. It
+// measures until a measurement finds no shim lower than the one before
+// (an exec still in flight would make the level too high, and the test
+// blind to a leak of that size), for at most settleTimeout.
+func quietLevels(t *testing.T, k *harness.Cluster) map[string]shimLevel {
+	t.Helper()
+	defer pauseKubelet(t, k)()
+	start := time.Now()
 	time.Sleep(quietSettle)
+	prev := bothLevels(t, k)
+	for time.Since(start) < settleTimeout {
+		l := bothLevels(t, k)
+		if len(grownShims(l["watch"], prev["watch"])) == 0 {
+			return l
+		}
+		prev = l
+	}
+	return prev
+}
+
+func bothLevels(t *testing.T, k *harness.Cluster) map[string]shimLevel {
 	out := map[string]shimLevel{}
 	for _, rt := range []string{"watch", "runc"} {
 		out[rt] = shimLevels(t, k, rt)
@@ -117,29 +149,30 @@ func quietLevels(t *testing.T, k *harness.Cluster) map[string]shimLevel {
 	return out
 }
 
-// settleAttempts is how often settledLevels measures before it gives up.
-const settleAttempts = 6
-
-// settledLevels measures the shims with quietLevels until no watch shim
-// holds more than in before, at most settleAttempts times: an exec's
-// last fd may outlive its probe by a moment.
+// settledLevels pauses the kubelet and measures the shims until no watch
+// shim holds more than in before, for at most settleTimeout: an exec's
+// last fd outlives its probe for as long as containerd takes to run it.
+// The kubelet stays paused between measurements: resuming it starts the
+// overdue probes of every pod at once, which then are in flight at the
+// next measurement.
 func settledLevels(t *testing.T, k *harness.Cluster, before map[string]shimLevel) map[string]shimLevel {
 	t.Helper()
-	var after map[string]shimLevel
-	for i := 0; i < settleAttempts; i++ {
-		after = quietLevels(t, k)
+	defer pauseKubelet(t, k)()
+	start := time.Now()
+	time.Sleep(quietSettle)
+	for i := 1; ; i++ {
+		after := bothLevels(t, k)
 		grown := grownShims(before["watch"], after["watch"])
-		if len(grown) == 0 {
+		if len(grown) == 0 || time.Since(start) > settleTimeout {
 			return after
 		}
 		for _, pid := range grown {
 			b, a := before["watch"], after["watch"]
-			t.Logf("measurement %d: watch shim %d above its level before the probes: fds %d → %d (new %v), goroutines %d → %d",
-				i+1, pid, b.fds[pid], a.fds[pid], newFDs(b.targets[pid], a.targets[pid]), b.goroutines[pid], a.goroutines[pid])
+			t.Logf("measurement %d, %s into the pause: watch shim %d above its level before the probes: fds %d → %d (new %v), goroutines %d → %d",
+				i, time.Since(start).Round(100*time.Millisecond), pid, b.fds[pid], a.fds[pid], newFDs(b.targets[pid], a.targets[pid]), b.goroutines[pid], a.goroutines[pid])
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(time.Second)
 	}
-	return after
 }
 
 // grownShims returns the shims of before whose fds or goroutines grew in
