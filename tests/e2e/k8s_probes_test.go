@@ -161,6 +161,7 @@ func settledLevels(t *testing.T, k *harness.Cluster, before map[string]shimLevel
 	start := time.Now()
 	time.Sleep(quietSettle)
 	for i := 1; ; i++ {
+		at := time.Since(start) // the watch shims are measured first
 		after := bothLevels(t, k)
 		grown := grownShims(before["watch"], after["watch"])
 		if len(grown) == 0 || time.Since(start) > settleTimeout {
@@ -168,8 +169,8 @@ func settledLevels(t *testing.T, k *harness.Cluster, before map[string]shimLevel
 		}
 		for _, pid := range grown {
 			b, a := before["watch"], after["watch"]
-			t.Logf("measurement %d, %s into the pause: watch shim %d above its level before the probes: fds %d → %d (new %v), goroutines %d → %d",
-				i, time.Since(start).Round(100*time.Millisecond), pid, b.fds[pid], a.fds[pid], newFDs(b.targets[pid], a.targets[pid]), b.goroutines[pid], a.goroutines[pid])
+			t.Logf("measurement %d, from %s into the pause: watch shim %d above its level before the probes: fds %d → %d (new %v), goroutines %d → %d",
+				i, at.Round(100*time.Millisecond), pid, b.fds[pid], a.fds[pid], newFDs(b.targets[pid], a.targets[pid]), b.goroutines[pid], a.goroutines[pid])
 		}
 		time.Sleep(time.Second)
 	}
