@@ -38,21 +38,25 @@ func (b *bencher) execFigures(ctrs []string, restRate float64) {
 
 	// Figure 7: every container probed once a second, the probes of the
 	// containers spread over the second as the kubelet's are.
+	stop := b.startPerf(shims, "probes")
 	cpu0, cs0, t0 := shimCPU(shims), contextSwitches(shims), time.Now()
 	lat := b.probes(ctrs, probeWindow)
 	cpu := shimCPU(shims) - cpu0 - restRate*time.Since(t0).Seconds()
+	stop()
 	b.m["probe_cpu_ms_per_exec"] = cpu / float64(len(lat))
 	b.m["probe_csw_per_exec"] = float64(contextSwitches(shims)-cs0) / float64(len(lat))
 	b.m["probe_p50_ms"] = percentile(lat, 50)
 	b.m["probe_p99_ms"] = percentile(lat, 99)
 
 	// Figure 8: serialExecs execs one after another in one container.
+	stop = b.startPerf(shims, "serial")
 	cpu0, cs0, t0 = shimCPU(shims), contextSwitches(shims), time.Now()
 	lat = make([]float64, 0, serialExecs)
 	for i := 0; i < serialExecs; i++ {
 		lat = append(lat, b.execSync(ctrs[0]))
 	}
 	cpu = shimCPU(shims) - cpu0 - restRate*time.Since(t0).Seconds()
+	stop()
 	b.m["serial_cpu_ms_per_exec"] = cpu / float64(serialExecs)
 	b.m["serial_csw_per_exec"] = float64(contextSwitches(shims)-cs0) / float64(serialExecs)
 	b.m["serial_exec_p50_ms"] = percentile(lat, 50)
@@ -108,7 +112,9 @@ func (b *bencher) execSync(id string) float64 {
 // only, on pods (default 10) with one container each, BENCH_REPS times
 // (default 3) for both runtimes, alternating the order. BENCH_PROBE_SECONDS
 // sets the probe window (default 60), BENCH_AB=BINARY and BENCH_ONLY work as
-// in TestExitLab.
+// in TestExitLab, and so do BENCH_PERF=DIR and BENCH_PERF_SYSCALLS=1: they
+// record (or count the system calls of) the shims during the probes and
+// during the serial execs (perf-<rt>-<rep>-probes, -serial).
 //
 //	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestProbeLab$' .
 func TestProbeLab(t *testing.T) {
@@ -124,7 +130,7 @@ func TestProbeLab(t *testing.T) {
 			if rt == "" {
 				continue
 			}
-			b := &bencher{t: t, c: c, rt: rt, rep: rep, m: map[string]float64{}}
+			b := &bencher{t: t, c: c, rt: rt, rep: rep, m: map[string]float64{}, perf: os.Getenv("BENCH_PERF")}
 			s := b.startSleepers(fmt.Sprintf("probe%d-%s", rep, name))
 			b.restFigures("1c")
 			b.execFigures(s.ctrIDs, b.restRate("1c"))
