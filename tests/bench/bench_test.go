@@ -124,9 +124,12 @@ type bencher struct {
 	rep int
 	m   map[string]float64
 	// perf, when set, records the shims with perf from just before the
-	// release until the last Wait returned, into perf-<rt>-<rep>.data
-	// under this dir (exit lab only: perf's own cost skews the figures).
+	// release until the last Wait returned, into perf-<name>-<rep>.data
+	// under this dir (labs only: perf's own cost skews the figures).
 	perf string
+	// name is the runtime's name in the lab's lines and perf's files
+	// (watchB for BENCH_AB's build, which runs as rt "watch"); rt if empty.
+	name string
 	cri  runtimeapi.RuntimeServiceClient // containerd's CRI, dialled on first use
 }
 

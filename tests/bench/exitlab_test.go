@@ -48,7 +48,7 @@ func TestExitLab(t *testing.T) {
 			if rt == "" {
 				continue
 			}
-			b := &bencher{t: t, c: c, rt: rt, rep: rep, perf: os.Getenv("BENCH_PERF")}
+			b := &bencher{t: t, c: c, rt: rt, rep: rep, perf: os.Getenv("BENCH_PERF"), name: name}
 			if os.Getenv("BENCH_BURST") != "" {
 				// Figures 3 to 5, as in TestBench: the 200-exec burst with
 				// its event latencies, then the 500-exec one.
@@ -136,7 +136,11 @@ func (b *bencher) startPerf(shims []int, prefix string) func() {
 	for _, p := range shims {
 		ps = append(ps, strconv.Itoa(p))
 	}
-	out := filepath.Join(b.perf, fmt.Sprintf("perf-%s-%d-%s.data", b.rt, b.rep, prefix))
+	name := b.name
+	if name == "" {
+		name = b.rt
+	}
+	out := filepath.Join(b.perf, fmt.Sprintf("perf-%s-%d-%s.data", name, b.rep, prefix))
 	args := []string{"record", "-F", "4999", "-g", "-o", out, "-p", strings.Join(ps, ",")}
 	if os.Getenv("BENCH_PERF_SYSTEM") != "" { // the whole machine, to see who else runs
 		args = []string{"record", "-F", "4999", "-a", "-o", out}

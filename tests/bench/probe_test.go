@@ -114,7 +114,8 @@ func (b *bencher) execSync(id string) float64 {
 // sets the probe window (default 60), BENCH_AB=BINARY and BENCH_ONLY work as
 // in TestExitLab, and so do BENCH_PERF=DIR and BENCH_PERF_SYSCALLS=1: they
 // record (or count the system calls of) the shims during the probes and
-// during the serial execs (perf-<rt>-<rep>-probes, -serial).
+// during the serial execs (perf-<name>-<rep>-probes, -serial; name is
+// watchB for BENCH_AB's build).
 //
 //	cd tests/bench && go test -tags 'bench e2e' -count=1 -v -run '^TestProbeLab$' .
 func TestProbeLab(t *testing.T) {
@@ -130,7 +131,7 @@ func TestProbeLab(t *testing.T) {
 			if rt == "" {
 				continue
 			}
-			b := &bencher{t: t, c: c, rt: rt, rep: rep, m: map[string]float64{}, perf: os.Getenv("BENCH_PERF")}
+			b := &bencher{t: t, c: c, rt: rt, rep: rep, m: map[string]float64{}, perf: os.Getenv("BENCH_PERF"), name: name}
 			s := b.startSleepers(fmt.Sprintf("probe%d-%s", rep, name))
 			b.restFigures("1c")
 			b.execFigures(s.ctrIDs, b.restRate("1c"))
